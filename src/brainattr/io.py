@@ -1,0 +1,81 @@
+"""On-disk cache location and atomic writes (nothing half-written is ever left on disk)."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+#: Environment variable that moves the cache (models, features, fitted encoders, attributions).
+CACHE_ENV = "BRAINATTR_CACHE"
+
+
+def cache_dir(*parts: str) -> Path:
+    """The cache folder (``$BRAINATTR_CACHE`` or ``~/.cache/brainattr``), or a sub-folder of it, created."""
+    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "brainattr")
+    path = root.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_key(**fields) -> str:
+    """A short stable hash of keyword fields (JSON-serialisable values), for cache file names."""
+    blob = json.dumps(fields, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
+
+    A run killed inside the block leaves ``path`` untouched (old content or absent).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.isdir(tmp):
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield a temporary folder next to ``path``; move it onto ``path`` only if the block succeeds."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_npz(path, **arrays) -> None:
+    """``np.savez`` written atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def load_npz(path) -> dict:
+    """Load an ``.npz`` written by :func:`save_npz` into a dict of arrays."""
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
