@@ -12,6 +12,11 @@ The pipeline for one layer (paper, Sec. 3; Toneva & Wehbe 2019 conventions):
 from __future__ import annotations
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .io import cache_dir, cache_key
+from .models import decoder_layers
 
 #: Hemodynamic delays in TRs (paper: the 4 previous TRs, 2-8 s at TR = 2 s).
 DELAYS = (1, 2, 3, 4)
@@ -139,3 +144,264 @@ def trim_mask(runs, trim=TRIM):
             raise ValueError(f"run {r} has {idx.size} TRs, too few to trim {start} + {end}; lower `trim`.")
         keep[idx[start: idx.size - end]] = True
     return keep
+
+
+# --------------------------------------------------------------------------------------------
+# Words and tokens
+# --------------------------------------------------------------------------------------------
+def word_token_spans(words, tokenizer):
+    """Tokenize the text once and find the tokens of every word from character offsets.
+
+    The text is the words joined by single spaces. A token belongs to the word that holds the
+    token's last character (its first character may be the space before the word, as in
+    byte-level BPE ``Ġword`` tokens); a whitespace-only token belongs to the next word. Tokens
+    are never decoded, so this works for byte-level (``Ġ``) and SentencePiece (``▁``) tokenizers.
+
+    Parameters
+    ----------
+    words : sequence of str, length n_words
+    tokenizer : transformers.PreTrainedTokenizerFast
+
+    Returns
+    -------
+    token_ids : array of int64, shape (n_tokens,)
+        Token ids of the whole text, without special tokens.
+    spans : array of int, shape (n_words, 2)
+        ``[start, end)`` token indices of each word.
+    """
+    words = [str(w) for w in words]
+    if not getattr(tokenizer, "is_fast", False):
+        raise TypeError("word alignment needs a fast tokenizer (offset mapping); load the model's "
+                        "tokenizer with use_fast=True.")
+    text = " ".join(words)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    starts = np.cumsum([0] + [len(w) + 1 for w in words[:-1]])
+    token_word = np.empty(len(enc["input_ids"]), dtype=int)
+    for k, (a, b) in enumerate(enc["offset_mapping"]):
+        pos = max(b - 1, a)
+        while pos < len(text) - 1 and text[pos].isspace():
+            pos += 1  # a bare-space token starts the next word
+        token_word[k] = np.searchsorted(starts, pos, side="right") - 1
+    if np.any(np.diff(token_word) < 0):
+        raise ValueError("tokens are not in word order; the tokenizer's offsets look wrong.")
+    spans = np.zeros((len(words), 2), dtype=int)
+    spans[:, 0] = np.searchsorted(token_word, np.arange(len(words)), side="left")
+    spans[:, 1] = np.searchsorted(token_word, np.arange(len(words)), side="right")
+    empty = np.flatnonzero(spans[:, 1] <= spans[:, 0])
+    if empty.size:
+        raise ValueError(f"{empty.size} word(s) got no token, first {words[empty[0]]!r}; words must be non-empty.")
+    return np.asarray(enc["input_ids"], dtype=np.int64), spans
+
+
+def special_prefix(tokenizer):
+    """Token ids a fresh input starts with (e.g. a BOS token), list of int; empty if none."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    if len(full) > len(plain) and full[len(full) - len(plain):] == plain:
+        return list(full[: len(full) - len(plain)])
+    return []
+
+
+# --------------------------------------------------------------------------------------------
+# Hidden states of chosen layers, without running deeper blocks
+# --------------------------------------------------------------------------------------------
+class _StopForward(Exception):
+    pass
+
+
+def layer_states(model, layers, input_ids=None, inputs_embeds=None, attention_mask=None):
+    """Hidden states of the chosen layers; blocks deeper than ``max(layers)`` are never run.
+
+    Layer 0 is the input of the first decoder block (the token embeddings, after any model-specific
+    scaling); layer ``l`` is the output of decoder block ``l`` before the final norm. Gradients
+    flow when ``inputs_embeds`` requires grad.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+    layers : sequence of int
+    input_ids : tensor of int64, shape (batch, n_tokens), optional
+    inputs_embeds : tensor of shape (batch, n_tokens, hidden), optional
+    attention_mask : tensor of shape (batch, n_tokens), optional
+
+    Returns
+    -------
+    states : dict of int -> tensor of shape (batch, n_tokens, hidden)
+    """
+    layers = sorted(set(int(layer) for layer in layers))
+    blocks = decoder_layers(model)
+    deepest = layers[-1]
+    states, handles = {}, []
+
+    def first_input(module, args, kwargs):
+        states[0] = args[0] if args else kwargs["hidden_states"]
+        if deepest == 0:
+            raise _StopForward
+
+    def output_of(index):
+        def hook(module, args, output):
+            states[index] = output[0] if isinstance(output, tuple) else output
+            if index == deepest:
+                raise _StopForward
+        return hook
+
+    if 0 in layers:
+        handles.append(blocks[0].register_forward_pre_hook(first_input, with_kwargs=True))
+    for layer in layers:
+        if layer > 0:
+            handles.append(blocks[layer - 1].register_forward_hook(output_of(layer)))
+    base = getattr(model, model.base_model_prefix, model)  # skip the LM head
+    try:
+        base(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
+    except _StopForward:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    return {layer: states[layer] for layer in layers}
+
+
+# --------------------------------------------------------------------------------------------
+# Word embeddings with a sliding context
+# --------------------------------------------------------------------------------------------
+def context_windows(n_words, context, stride):
+    """Blocks of target words and the window of words each block is read in.
+
+    Targets ``[t0, t1)`` are read in the window ``[max(0, t0 - context), t1)``, so every target
+    word sees at least ``min(context, its index)`` and at most ``context + stride - 1`` preceding
+    words. ``stride=1`` gives every word exactly ``context`` preceding words (the exact mode).
+
+    Returns
+    -------
+    windows : array of int, shape (n_windows, 3)
+        Rows ``(window_start, target_start, target_end)`` in word indices.
+    """
+    if context < 0 or stride < 1:
+        raise ValueError(f"context must be >= 0 and stride >= 1, got context={context}, stride={stride}.")
+    t0 = np.arange(0, n_words, stride)
+    t1 = np.minimum(t0 + stride, n_words)
+    return np.stack([np.maximum(0, t0 - context), t0, t1], axis=1)
+
+
+def _pool(states, spans, offset, pooling):
+    """Word vectors from token states: (n_tokens, H) -> (n_targets, H)."""
+    if pooling == "last":
+        return states[spans[:, 1] - 1 - offset]
+    if pooling == "mean":
+        return torch.stack([states[a - offset:b - offset].mean(0) for a, b in spans])
+    raise ValueError(f"unknown pooling {pooling!r}; use 'last' or 'mean'.")
+
+
+def extract_word_embeddings(lm, words, layers, context=80, pooling="last", mode="fast", stride=16,
+                            batch_size=8, progress=True):
+    """Contextual embedding of every word from the chosen layers.
+
+    Parameters
+    ----------
+    lm : brainattr.models.LanguageModel
+    words : sequence of str, length n_words
+    layers : sequence of int
+        Layer indices (0 = embeddings, ``lm.n_layers`` = last block).
+    context : int
+        Preceding words each word is read with (paper: 640; control: 80).
+    pooling : {"last", "mean"}
+        How a word's sub-word token states become one vector.
+    mode : {"fast", "exact"}
+        ``fast``: one forward pass serves ``stride`` consecutive target words, which then see
+        between ``context`` and ``context + stride - 1`` preceding words. ``exact``: one window
+        per word, each with exactly ``context`` preceding words (``stride=1``).
+    stride : int
+        Target words per window in fast mode (16 ≈ the 4 delay TRs of one attribution window).
+    batch_size : int
+        Windows per forward pass.
+    progress : bool
+        Show a tqdm bar.
+
+    Returns
+    -------
+    embeddings : array of float32, shape (n_layers_requested, n_words, hidden)
+        In the order of ``layers``.
+    """
+    layers = [lm.check_layer(layer) for layer in layers]
+    if mode not in ("fast", "exact"):
+        raise ValueError(f"unknown mode {mode!r}; use 'fast' or 'exact'.")
+    stride = 1 if mode == "exact" else int(stride)
+    token_ids, spans = word_token_spans(words, lm.tokenizer)
+    prefix = special_prefix(lm.tokenizer)
+    windows = context_windows(len(spans), int(context), stride)
+    lengths = spans[windows[:, 2] - 1, 1] - spans[windows[:, 0], 0] + len(prefix)
+    check_context_fits(lm, int(lengths.max()), context)
+    device = next(lm.model.parameters()).device
+    out = np.zeros((len(layers), len(spans), lm.hidden_size), dtype=np.float32)
+    order = np.argsort(-lengths, kind="stable")  # similar lengths together: less padding
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    pad = lm.tokenizer.pad_token_id
+    with torch.no_grad():
+        for batch in tqdm(batches, desc=f"{lm.name} embeddings", disable=not progress, leave=False):
+            n_max = int(lengths[batch].max())
+            ids = torch.full((len(batch), n_max), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), n_max), dtype=torch.long)
+            for row, w in enumerate(batch):
+                seq = np.concatenate([prefix, token_ids[spans[windows[w, 0], 0]:spans[windows[w, 2] - 1, 1]]])
+                ids[row, :len(seq)] = torch.as_tensor(seq)
+                mask[row, :len(seq)] = 1
+            states = layer_states(lm.model, layers, input_ids=ids.to(device), attention_mask=mask.to(device))
+            for row, w in enumerate(batch):
+                start, t0, t1 = windows[w]
+                offset = spans[start, 0] - len(prefix)
+                for k, layer in enumerate(layers):
+                    out[k, t0:t1] = _pool(states[layer][row], spans[t0:t1], offset, pooling).float().cpu().numpy()
+    return out
+
+
+def check_context_fits(lm, n_tokens, context):
+    """Raise ValueError when windows of ``n_tokens`` tokens exceed the model's positions."""
+    if lm.max_positions is not None and n_tokens > lm.max_positions:
+        raise ValueError(f"a context of {context} words needs windows of up to {n_tokens} tokens, but {lm.name} "
+                         f"accepts at most {lm.max_positions} positions; lower `context` (or `stride`).")
+
+
+def stimulus_tr_features(lm, stimulus, layers, context=80, pooling="last", mode="fast", stride=16,
+                         batch_size=8, cache=True, progress=True):
+    """Per-TR averaged word embeddings of a stimulus for several layers, cached on disk.
+
+    The cache (``brainattr.io.cache_dir("features")``) is keyed by model, layer, context,
+    pooling, mode/stride and the stimulus fingerprint; missing layers are computed in one pass.
+
+    Parameters
+    ----------
+    lm : brainattr.models.LanguageModel
+    stimulus : brainattr.dataset.Stimulus
+    layers : sequence of int
+    context, pooling, mode, stride, batch_size, progress
+        See :func:`extract_word_embeddings`.
+    cache : bool
+
+    Returns
+    -------
+    features : dict of int -> array of float32, shape (n_trs, hidden)
+    """
+    from .io import atomic_path
+
+    layers = [lm.check_layer(layer) for layer in layers]
+    stride = 1 if mode == "exact" else stride
+    folder = cache_dir("features", cache_key(model=lm.name, stimulus=stimulus.fingerprint, context=context,
+                                             pooling=pooling, stride=stride, hidden=lm.hidden_size))
+    result, missing = {}, []
+    for layer in layers:
+        path = folder / f"layer_{layer:03d}.npy"
+        if cache and path.exists():
+            result[layer] = np.load(path)
+        else:
+            missing.append(layer)
+    if missing:
+        emb = extract_word_embeddings(lm, stimulus.words, missing, context=context, pooling=pooling, mode=mode,
+                                      stride=stride, batch_size=batch_size, progress=progress)
+        per_tr = tr_average(emb, stimulus.word_trs, stimulus.n_trs)
+        for k, layer in enumerate(missing):
+            result[layer] = per_tr[k]
+            if cache:
+                with atomic_path(folder / f"layer_{layer:03d}.npy") as tmp:
+                    with open(tmp, "wb") as fh:
+                        np.save(fh, per_tr[k])
+    return {layer: result[layer] for layer in layers}
