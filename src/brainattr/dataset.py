@@ -255,3 +255,73 @@ def drop_bad_voxels(ds: Dataset) -> Dataset:
                   stacklevel=2)
     meta = dict(ds.meta, excluded_voxels={"nonfinite": int(nonfinite.sum()), "zero_variance": int(zero_var.sum())})
     return replace(ds.select_voxels(~bad), meta=meta)
+
+
+#: Datasets :func:`load_dataset` knows.
+DATASETS = ("builtin",)
+
+
+def load_dataset(name="builtin", subjects=("sub-01",), *, max_words=None, n_language_voxels=1000,
+                 n_control_voxels=500, seed=0, noise=None):
+    """Load the subjects of a dataset, all in the one schema.
+
+    Parameters
+    ----------
+    name : str
+        ``"builtin"``: simulated subjects reading the built-in stimulus (:mod:`brainattr.simulate`).
+    subjects : sequence of str or int
+        Subject ids (``"sub-01"``) or counts (``3`` → the first three subjects).
+    max_words : int or None
+        Built-in only: keep the first ``max_words`` words (tiny test profiles).
+    n_language_voxels, n_control_voxels : int
+        Built-in only: voxels sampled inside and outside the language ROIs.
+    seed : int
+        Built-in only: global simulation seed.
+    noise : float or None
+        Built-in only: noise level (None: the simulation's calibrated default).
+
+    Returns
+    -------
+    list of Dataset
+        NaN and zero-variance voxels already excluded (:func:`drop_bad_voxels`).
+    """
+    if isinstance(subjects, (int, np.integer)):
+        subjects = [f"sub-{k + 1:02d}" for k in range(int(subjects))]
+    if isinstance(subjects, str):
+        subjects = [subjects]
+    if name == "builtin":
+        from . import simulate
+        from .stimulus import load_builtin_stimulus
+
+        stimulus = load_builtin_stimulus(max_words=max_words)
+        kw = dict(n_language=n_language_voxels, n_control=n_control_voxels)
+        if noise is not None:
+            kw["noise"] = noise
+        return [drop_bad_voxels(simulate.simulate_subject(stimulus, subject=s, seed=seed, **kw)) for s in subjects]
+    raise DataError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}.")
+
+
+def voxel_image(values, coords, reference=None):
+    """Put per-voxel values into a 3-D MNI image (NaN-free: empty voxels are 0), for nilearn plots.
+
+    Parameters
+    ----------
+    values : array of shape (n_voxels,)
+    coords : array of shape (n_voxels, 3)
+        MNI coordinates in mm.
+    reference : nibabel image or None
+        Grid to use; default nilearn's 3 mm MNI152 brain mask.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+    """
+    import nibabel as nib
+    from nilearn.datasets import load_mni152_brain_mask
+
+    ref = reference if reference is not None else load_mni152_brain_mask(resolution=3)
+    ijk = np.rint(nib.affines.apply_affine(np.linalg.inv(ref.affine), np.asarray(coords))).astype(int)
+    data = np.zeros(ref.shape[:3], dtype=np.float32)
+    inside = np.all((ijk >= 0) & (ijk < np.array(ref.shape[:3])), axis=1)
+    data[tuple(ijk[inside].T)] = np.asarray(values, dtype=np.float32)[inside]
+    return nib.Nifti1Image(data, ref.affine)
