@@ -73,3 +73,12 @@ def test_nan_and_constant_voxels_are_excluded_with_a_counted_warning():
 def test_all_bad_voxels_is_an_error():
     with pytest.raises(DataError, match="all 2 voxels"):
         drop_bad_voxels(make_dataset(np.ones((4, 2))))
+
+
+def test_select_voxels_subsets_per_voxel_meta():
+    Y = np.random.default_rng(1).standard_normal((4, 3))
+    ds = make_dataset(Y)
+    ds = Dataset(**{**ds.__dict__, "meta": {"window": np.array([5, 6, 7]), "seed": 3}})
+    sub = ds.select_voxels([True, False, True])
+    np.testing.assert_array_equal(sub.meta["window"], [5, 7])
+    assert sub.meta["seed"] == 3 and sub.n_voxels == 2

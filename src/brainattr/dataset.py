@@ -141,12 +141,16 @@ class Dataset:
     def select_voxels(self, mask) -> "Dataset":
         """A copy restricted to the voxels where ``mask`` (bool, shape (n_voxels,)) is True."""
         mask = np.asarray(mask, dtype=bool)
+        n = self.n_voxels
+        # per-voxel arrays in meta (e.g. simulation parameters) follow their voxels
+        meta = {k: (v[mask] if isinstance(v, np.ndarray) and v.shape[:1] == (n,) else v) for k, v in self.meta.items()}
         return replace(
             self,
             responses=self.responses[:, mask],
             voxel_coords=self.voxel_coords[mask],
             voxel_labels=self.voxel_labels[mask],
             voxel_is_language=self.voxel_is_language[mask],
+            meta=meta,
         )
 
 

@@ -14,6 +14,12 @@ import numpy as np
 CACHE_ENV = "BRAINATTR_CACHE"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def cache_dir(*parts: str) -> Path:
     """The cache folder (``$BRAINATTR_CACHE`` or ``~/.cache/brainattr``), or a sub-folder of it, created."""
     root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "brainattr")
@@ -38,6 +44,7 @@ def atomic_path(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
     try:
         yield Path(tmp)
         os.replace(tmp, path)
