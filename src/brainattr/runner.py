@@ -1,0 +1,331 @@
+"""Execute the notebooks with papermill and build the book from the executed copies.
+
+The flow (``brainattr book``):
+
+1. :func:`run_notebooks` executes every notebook listed in ``params.yml``, in order, with the
+   parameters of the chosen profile, into ``build/notebooks/NN_name.ipynb`` (the sources in
+   ``notebooks/`` are never written). Wall time and status per notebook go to ``build/timings.json``.
+   A failing notebook stops the run with :class:`NotebookFailed`, which names the notebook and the
+   executed copy holding the traceback.
+2. :func:`write_book_inputs` writes the generated pages the book includes: ``build/parameters.md``
+   (the parameter reference) and ``build/timings.md`` (the compute table); :func:`sync_toc` rewrites
+   ``_toc.yml`` if the notebook list or titles in ``params.yml`` changed.
+3. :func:`build_html` runs Jupyter Book 1 with execution off (``_config.yml``) and ``-W --keep-going``,
+   so any Sphinx warning fails the build. HTML lands in ``_build/html``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .io import CACHE_ENV, atomic_path
+from .params import Config, ParamsError, ResolvedNotebook, parameter_reference, resolve
+
+TOC_FILE = "_toc.yml"
+CONFIG_FILE = "_config.yml"
+#: Book pages (in ``book/``) placed before and after the notebooks in the table of contents.
+PAGES_BEFORE = ["running", "methods"]
+PAGES_AFTER = ["compute", "bibliography"]
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised during execution; ``output`` is the executed copy with the traceback."""
+
+    def __init__(self, name: str, output: Path, detail: str):
+        self.name, self.output, self.detail = name, output, detail
+        super().__init__(f"Notebook {name} failed: {detail}\n"
+                         f"The executed copy with the full traceback is {output}")
+
+
+class BookBuildFailed(RuntimeError):
+    """Jupyter Book reported an error or a warning."""
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def default_cache(config: Config) -> Path:
+    """Cache folder used when ``$BRAINATTR_CACHE`` is unset: ``<repo>/.cache`` (gitignored)."""
+    return config.root / ".cache"
+
+
+def prepare_environment(config: Config) -> dict:
+    """Set the environment the kernels inherit; return the values that matter (for the log)."""
+    os.environ.setdefault(CACHE_ENV, str(default_cache(config)))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # silences a debugger warning in the kernel
+    return {CACHE_ENV: os.environ[CACHE_ENV]}
+
+
+def check_kernel(name: str) -> str:
+    """Make sure kernel ``name`` runs this interpreter (so it sees this environment's brainattr).
+
+    jupyter_client replaces a kernelspec's bare ``python``/``python3`` with ``sys.executable``; an
+    absolute path to another interpreter is an error with the command that fixes it.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        raise ParamsError(f"No Jupyter kernel named {name!r}. Register this environment's with: "
+                          f"{sys.executable} -m ipykernel install --sys-prefix --name {name}") from None
+    exe = spec.argv[0]
+    bare = {"python", f"python{sys.version_info[0]}", "python%d.%d" % sys.version_info[:2]}
+    if exe in bare:
+        return sys.executable
+    if Path(exe).resolve() != Path(sys.executable).resolve() and Path(exe).parent.resolve() != Path(
+            sys.executable).parent.resolve():
+        raise ParamsError(f"Kernel {name!r} runs {exe}, not this environment's {sys.executable}; the notebooks "
+                          f"would not see this brainattr. Fix: {sys.executable} -m ipykernel install "
+                          f"--sys-prefix --name {name}  (or set `kernel:` in params.yml).")
+    return exe
+
+
+# --------------------------------------------------------------------------- executing
+
+
+@dataclass
+class RunResult:
+    name: str
+    output: Path
+    seconds: float
+    status: str
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def update_timings(build_dir: Path, entries: dict, profile: str) -> Path:
+    """Merge per-notebook entries into ``build_dir/timings.json`` (written atomically)."""
+    path = Path(build_dir) / "timings.json"
+    data = {}
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            data = {}
+    data.setdefault("notebooks", {}).update(entries)
+    data["updated"] = _now()
+    data["last_profile"] = profile
+    data["host"] = {"python": platform.python_version(), "platform": platform.platform(),
+                    "machine": platform.machine(), "cpus": os.cpu_count()}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    return path
+
+
+def execute_notebook(source: Path, output: Path, parameters: dict, kernel: str = "python3",
+                     log_output: bool = False, timeout: float | None = None, cwd: Path | None = None) -> float:
+    """Execute one notebook with papermill into ``output``; return the wall time in seconds.
+
+    The executed copy appears at ``output`` only when execution ends, success or failure (it is
+    written next to it under a hidden name meanwhile). On failure it holds the traceback and
+    :class:`NotebookFailed` is raised.
+    """
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    import logging
+
+    source, output = Path(source), Path(output)
+    # papermill's own parameter check ("Passed unknown parameter") is redundant with brainattr.params
+    # and trips on lines it cannot parse; silence its warnings, keep errors.
+    logging.getLogger("papermill").setLevel(logging.ERROR if not log_output else logging.INFO)
+    if source.resolve() == output.resolve():
+        raise ValueError(f"Refusing to execute {source} onto itself.")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.stem}.partial.ipynb")
+    name = source.stem
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(source), str(partial), parameters=parameters, kernel_name=kernel,
+                            language="python", progress_bar=False, log_output=log_output,
+                            cwd=str(cwd or source.parent), execution_timeout=timeout)
+    except PapermillExecutionError as exc:
+        if partial.exists():
+            os.replace(partial, output)
+        detail = f"cell {exc.exec_count} raised {exc.ename}: {exc.evalue}"
+        raise NotebookFailed(name, output, detail) from None
+    except BaseException as exc:
+        if partial.exists() and not isinstance(exc, KeyboardInterrupt):
+            os.replace(partial, output)
+            raise NotebookFailed(name, output, f"{type(exc).__name__}: {exc}") from exc
+        if partial.exists():
+            partial.unlink()
+        raise
+    os.replace(partial, output)
+    return time.perf_counter() - start
+
+
+def run_notebooks(config: Config, profile: str | None = None, overrides: dict | None = None,
+                  notebooks: list[str] | None = None, build_dir: Path | None = None,
+                  log_output: bool = False, timeout: float | None = None, echo=_say) -> list[RunResult]:
+    """Validate, then execute the selected notebooks (default: all) in params.yml order.
+
+    Returns one :class:`RunResult` per notebook; raises :class:`NotebookFailed` at the first failure
+    (after recording it in ``timings.json``) and :class:`ParamsError` before running anything if the
+    parameters do not validate.
+    """
+    profile = profile or config.default_profile
+    resolved = resolve(config, profile, overrides, notebooks, require_all=notebooks is None)
+    build_dir = Path(build_dir or config.build_dir).absolute()
+    env = prepare_environment(config)
+    check_kernel(config.kernel)
+    echo(f"brainattr: profile {profile!r}, {len(resolved)} notebook(s) -> {build_dir / 'notebooks'}; "
+         f"cache {env[CACHE_ENV]}")
+    results = []
+    for i, r in enumerate(resolved, 1):
+        output = build_dir / "notebooks" / f"{r.spec.name}.ipynb"
+        shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in r.parameters.items())
+        echo(f"[{i}/{len(resolved)}] {r.spec.name}  ({shown or 'notebook defaults'})")
+        start = time.perf_counter()
+        shown_path = os.path.relpath(output, config.root) if output.is_relative_to(config.root) else str(output)
+        changed = {k: v for k, v in (overrides or {}).items() if k in r.parameters}
+        entry = {"profile": profile, "overrides": changed, "parameters": r.parameters, "output": shown_path,
+                 "finished": None}
+        try:
+            seconds = execute_notebook(r.spec.path, output, r.parameters, kernel=config.kernel,
+                                       log_output=log_output, timeout=timeout)
+        except NotebookFailed:
+            entry.update(status="failed", seconds=round(time.perf_counter() - start, 2), finished=_now())
+            update_timings(build_dir, {r.spec.name: entry}, profile)
+            echo(f"      FAILED after {entry['seconds']:.1f} s")
+            raise
+        entry.update(status="ok", seconds=round(seconds, 2), finished=_now())
+        update_timings(build_dir, {r.spec.name: entry}, profile)
+        echo(f"      done in {seconds:.1f} s")
+        results.append(RunResult(r.spec.name, output, seconds, "ok"))
+    return results
+
+
+# --------------------------------------------------------------------------- book inputs
+
+
+def render_toc(config: Config) -> str:
+    """``_toc.yml`` for params.yml: book pages, then the executed notebooks, then the appendix."""
+    build = os.path.relpath(config.build_dir, config.root).replace(os.sep, "/")
+    toc = {
+        "format": "jb-book",
+        "root": "book/intro",
+        "parts": [
+            {"caption": "Using this book", "chapters": [{"file": f"book/{p}"} for p in PAGES_BEFORE]},
+            {"caption": "Notebooks",
+             "chapters": [{"file": f"{build}/notebooks/{nb.name}", "title": nb.title} for nb in config.notebooks]},
+            {"caption": "Appendix", "chapters": [{"file": f"book/{p}"} for p in PAGES_AFTER]},
+        ],
+    }
+    header = ("# Generated from params.yml by `brainattr book` (brainattr.runner.render_toc); do not edit.\n"
+              "# Notebook chapters point at the EXECUTED copies in build/notebooks/, not at notebooks/.\n")
+    return header + yaml.safe_dump(toc, sort_keys=False)
+
+
+def sync_toc(config: Config) -> bool:
+    """Rewrite ``_toc.yml`` (atomically) if it differs from :func:`render_toc`; True if it changed."""
+    path = config.root / TOC_FILE
+    text = render_toc(config)
+    if path.is_file() and path.read_text() == text:
+        return False
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return True
+
+
+def timings_markdown(build_dir: Path, names: list[str] | None = None) -> str:
+    """The compute table (from ``timings.json``) as Markdown, for ``names`` (default: all recorded)."""
+    path = Path(build_dir) / "timings.json"
+    if not path.is_file():
+        return "*No timings recorded yet: run `python -m brainattr run-all`.*\n"
+    data = json.loads(path.read_text())
+    host = data.get("host", {})
+    lines = [f"Measured on {host.get('cpus', '?')} CPU core(s), {host.get('platform', '?')}, "
+             f"Python {host.get('python', '?')}; last updated {data.get('updated', '?')}.", "",
+             "| Notebook | Profile | Status | Wall time |", "|---|---|---|---|"]
+    total = 0.0
+    recorded = data.get("notebooks", {})
+    for name in (names if names is not None else list(recorded)):
+        if name not in recorded:
+            lines.append(f"| `{name}` | | not run | |")
+            continue
+        e = recorded[name]
+        secs = float(e.get("seconds") or 0)
+        total += secs
+        extra = "".join(f" `{k}={json.dumps(v)}`" for k, v in (e.get("overrides") or {}).items())
+        lines.append(f"| `{name}` | `{e.get('profile', '?')}`{extra} | {e.get('status', '?')} | "
+                     f"{secs / 60:.1f} min ({secs:.0f} s) |")
+    lines.append(f"| **total** | | | **{total / 60:.1f} min** |")
+    return "\n".join(lines) + "\n"
+
+
+def write_book_inputs(config: Config, build_dir: Path | None = None) -> list[Path]:
+    """Write ``build/parameters.md`` and ``build/timings.md``, which the book pages include."""
+    build_dir = Path(build_dir or config.build_dir)
+    written = []
+    for name, text in (("parameters.md", parameter_reference(config)), ("timings.md", timings_markdown(build_dir, config.names))):
+        path = build_dir / name
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+        written.append(path)
+    return written
+
+
+def check_executed(config: Config, build_dir: Path | None = None) -> None:
+    """Raise unless every notebook has a successfully executed copy (for ``book --no-run``)."""
+    build_dir = Path(build_dir or config.build_dir)
+    path = build_dir / "timings.json"
+    entries = json.loads(path.read_text()).get("notebooks", {}) if path.is_file() else {}
+    bad = [nb.name for nb in config.notebooks
+           if not (build_dir / "notebooks" / f"{nb.name}.ipynb").is_file() or entries.get(nb.name, {}).get("status") != "ok"]
+    if bad:
+        raise BookBuildFailed(f"No successful executed copy for: {', '.join(bad)}. Run `python -m brainattr run-all` "
+                              f"first (or `book` without --no-run).")
+
+
+def build_html(config: Config, strict: bool = True, echo=_say) -> Path:
+    """Build the HTML book with Jupyter Book 1 (execution off); return ``_build/html/index.html``.
+
+    With ``strict`` (default), ``-W --keep-going``: every warning is reported, and any warning fails.
+    """
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(config.root), "--builder", "html"]
+    cmd.append("--all")  # re-read every page: a warning must recur on every build, not only the first
+    if strict:
+        cmd += ["-W", "--keep-going"]
+    echo("brainattr: " + " ".join(cmd))
+    proc = subprocess.run(cmd, cwd=config.root, capture_output=True, text=True)
+    log = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
+    html = config.root / "_build" / "html" / "index.html"
+    if proc.returncode != 0 or not html.is_file():
+        problems = [line for line in log.splitlines() if "WARNING" in line or "ERROR" in line or "Error" in line]
+        tail = "\n".join(problems[-30:]) or log[-4000:]
+        raise BookBuildFailed(f"Jupyter Book build failed (exit {proc.returncode}):\n{tail}")
+    echo(f"brainattr: book built: {html}")
+    return html
+
+
+def build_book(config: Config, profile: str | None = None, overrides: dict | None = None, run: bool = True,
+               strict: bool = True, log_output: bool = False, timeout: float | None = None, echo=_say) -> Path:
+    """Run every notebook (unless ``run=False``), write the generated pages, sync the TOC, build HTML."""
+    if run:
+        run_notebooks(config, profile, overrides, log_output=log_output, timeout=timeout, echo=echo)
+    else:
+        check_executed(config)
+    write_book_inputs(config)
+    if sync_toc(config):
+        echo(f"brainattr: {TOC_FILE} updated from {config.path.name}")
+    return build_html(config, strict=strict, echo=echo)

@@ -1,0 +1,119 @@
+"""The runner: papermill execution into a build folder, failures, timings, the CLI, the book build."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from _project_factory import make_project
+from brainattr import cli
+from brainattr.params import ParamsError, load_config
+from brainattr.runner import (BookBuildFailed, NotebookFailed, build_book, build_html, execute_notebook, render_toc,
+                              run_notebooks, sync_toc)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def test_run_injects_parameters_into_build_copies(tmp_path):
+    config = load_config(make_project(tmp_path))
+    results = run_notebooks(config, "tiny", {"n_trs": 3}, echo=lambda m: None)
+    assert [r.name for r in results] == ["01_first", "02_second"]
+    out1, out2 = (tmp_path / "build" / "notebooks" / f"{n}.ipynb" for n in ("01_first", "02_second"))
+    assert "first 8 tiny-random ['sub-01'] 600" in _outputs(out1)
+    assert "second 8 3 [1, 2] 3" in _outputs(out2)
+    # the sources are untouched, the copies carry papermill's injected cell
+    src = nbformat.read(config.notebooks[0].path, as_version=4)
+    assert all(not c.get("outputs") for c in src.cells if c.cell_type == "code")
+    tags = [t for c in nbformat.read(out1, as_version=4).cells for t in c.metadata.get("tags", [])]
+    assert "injected-parameters" in tags
+    timings = json.loads((tmp_path / "build" / "timings.json").read_text())
+    entry = timings["notebooks"]["02_second"]
+    assert entry["status"] == "ok" and entry["seconds"] > 0 and entry["profile"] == "tiny"
+    assert entry["overrides"] == {"n_trs": 3} and entry["parameters"]["alpha"] == 3
+    assert not list((tmp_path / "build" / "notebooks").glob(".*"))  # no partial files left
+
+
+def test_invalid_parameters_stop_before_anything_runs(tmp_path):
+    config = load_config(make_project(tmp_path))
+    with pytest.raises(ParamsError, match="did you mean 'context'"):
+        run_notebooks(config, "quick", {"contxt": 1}, echo=lambda m: None)
+    assert not (tmp_path / "build").exists()
+
+
+def test_failing_notebook_raises_naming_it_and_its_executed_copy(tmp_path):
+    config = load_config(make_project(tmp_path, second_body="raise RuntimeError('planted failure')"))
+    with pytest.raises(NotebookFailed) as err:
+        run_notebooks(config, "quick", echo=lambda m: None)
+    out = tmp_path / "build" / "notebooks" / "02_second.ipynb"
+    msg = str(err.value)
+    assert "02_second" in msg and "RuntimeError: planted failure" in msg and str(out) in msg
+    assert err.value.output == out and out.is_file()
+    nb = nbformat.read(out, as_version=4)
+    assert any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    timings = json.loads((tmp_path / "build" / "timings.json").read_text())["notebooks"]
+    assert timings["01_first"]["status"] == "ok" and timings["02_second"]["status"] == "failed"
+
+
+def test_execute_refuses_to_overwrite_its_source(tmp_path):
+    config = load_config(make_project(tmp_path))
+    src = config.notebooks[0].path
+    with pytest.raises(ValueError, match="onto itself"):
+        execute_notebook(src, src, {})
+
+
+def test_cli_run_and_params(tmp_path, capsys):
+    params = make_project(tmp_path)
+    assert cli.main(["run", "second", "--params-file", str(params), "-p", "layers", "[7]"]) == 0
+    assert "second 80 2.0 [7] 8" in _outputs(tmp_path / "build" / "notebooks" / "02_second.ipynb")
+    assert cli.main(["run", "02", "--params-file", str(params), "-p", "layer", "7"]) == 1
+    assert "did you mean 'layers'" in capsys.readouterr().err
+    assert cli.main(["params", "--params-file", str(params), "--profile", "paper"]) == 0
+    assert "context: 640" in capsys.readouterr().out
+    assert cli.main(["params", "--table", "--params-file", str(params)]) == 0
+    assert "| `alpha` |" in capsys.readouterr().out
+
+
+def test_cli_reports_failure_with_exit_status_1(tmp_path, capsys):
+    params = make_project(tmp_path, first_body="1 / 0")
+    assert cli.main(["run-all", "--params-file", str(params)]) == 1
+    err = capsys.readouterr().err
+    assert "01_first failed" in err and "ZeroDivisionError" in err
+
+
+def test_toc_is_rendered_from_params(tmp_path):
+    config = load_config(make_project(tmp_path))
+    toc = render_toc(config)
+    assert "file: build/notebooks/01_first\n    title: First" in toc
+    assert sync_toc(config) and not sync_toc(config)  # written once, then already in step
+
+
+def _book_project(tmp_path):
+    params = make_project(tmp_path, first_body="import matplotlib.pyplot as plt\nplt.plot([1, 2]);")
+    shutil.copy(REPO / "_config.yml", tmp_path / "_config.yml")
+    shutil.copytree(REPO / "book", tmp_path / "book")
+    return load_config(params)
+
+
+def test_book_builds_from_executed_copies_and_warnings_fail_it(tmp_path):
+    config = _book_project(tmp_path)
+    html = build_book(config, "tiny", echo=lambda m: None)
+    assert html == tmp_path / "_build" / "html" / "index.html"
+    page = (tmp_path / "_build" / "html" / "build" / "notebooks" / "01_first.html").read_text()
+    assert "tiny-random" in page  # the executed copy, with its injected parameters, is what is shown
+    running = (tmp_path / "_build" / "html" / "book" / "running.html").read_text()
+    assert "words of preceding context" in running  # generated parameter reference is included
+    # a Sphinx warning (here an unknown citation) fails the build
+    out = tmp_path / "build" / "notebooks" / "02_second.ipynb"
+    nb = nbformat.read(out, as_version=4)
+    nb.cells[0].source += "\n\nSee {cite:p}`no_such_key_2099`."
+    nbformat.write(nb, out)
+    with pytest.raises(BookBuildFailed, match="no_such_key_2099"):
+        build_html(config, echo=lambda m: None)
