@@ -1,0 +1,275 @@
+"""Tests for brainattr.attribution on the tiny random model (BA head, GxI, IG, storage)."""
+import copy
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from brainattr import attribution as A
+from brainattr.dataset import Dataset
+from brainattr.encoding import fit_encoding
+from brainattr.features import stimulus_tr_features
+
+LAYER = 2
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_lm, small_stimulus):
+    """Tiny model, 600-word stimulus, features with every word seeing the whole text, a fitted encoder."""
+    stim = small_stimulus
+    # context >= n_words: every word is read from word 0, exactly as an attribution window starting at 0
+    feats = stimulus_tr_features(tiny_lm, stim, [LAYER], context=stim.n_words, cache=False, progress=False)[LAYER]
+    rng = np.random.default_rng(0)
+    V = 10
+    Y = feats @ rng.standard_normal((feats.shape[1], V)) + 0.5 * rng.standard_normal((stim.n_trs, V))
+    ds = Dataset(stimulus=stim, subject="sub-01", responses=Y, voxel_coords=np.zeros((V, 3)),
+                 voxel_labels=np.array(["lang"] * 6 + ["control"] * 4), voxel_is_language=np.arange(V) < 6,
+                 name="test")
+    enc = fit_encoding(feats, Y, stim.tr_runs, inner_folds=5, progress=False)
+    return tiny_lm, ds, enc, feats
+
+
+def _instances(lm, ds, enc, trs, context, tasks):
+    text = A._Text(lm, ds.stimulus)
+    return [A._instance(text, A.tr_window(ds.stimulus, enc, t, context), "last", with_next="nwp" in tasks)
+            for t in trs]
+
+
+def _measured(enc, ds, trs, vox):
+    return torch.as_tensor(np.stack([enc.measured_tr(t, ds.responses)[vox] for t in trs]), dtype=torch.float32)
+
+
+# ---------------------------------------------------------------- windows, voxels, errors
+def test_window_covers_delay_trs_and_context(setup):
+    lm, ds, enc, _ = setup
+    stim = ds.stimulus
+    tr = int(enc.test_trs[1][3])
+    w = A.tr_window(stim, enc, tr, context=10)
+    delay_words = np.flatnonzero(np.isin(stim.word_trs, [tr - d for d in enc.delays]))
+    assert w.end - 1 == delay_words[-1]            # position 0 = last word of the latest delay TR
+    assert w.start == delay_words[0] - 10          # plus `context` words before the first delay word
+    assert w.next_word == w.end and stim.word_trs[w.next_word] >= tr
+    assert w.fold == 1
+    with pytest.raises(ValueError, match="trimmed"):
+        A.tr_window(stim, enc, 0, 10)
+
+
+def test_voxel_sets(setup):
+    _, ds, enc, _ = setup
+    assert A.voxel_mask("language", ds).sum() == 6
+    assert A.voxel_mask("all", ds).all()
+    np.testing.assert_array_equal(A.voxel_mask("r>0.05", ds, enc), enc.scores > 0.05)
+    with pytest.raises(ValueError, match="unknown voxel_set"):
+        A.voxel_mask("broca", ds)
+    with pytest.raises(ValueError, match="selects no voxel"):
+        A.voxel_mask("r>2", ds, enc)
+
+
+def test_clear_errors(setup):
+    lm, ds, enc, _ = setup
+    trs = enc.test_trs[0][:1]
+    with pytest.raises(ValueError, match="unknown method"):
+        A.compute_attributions(lm, ds, enc, LAYER, trs, methods=("lrp",), progress=False)
+    with pytest.raises(ValueError, match="unknown task"):
+        A.compute_attributions(lm, ds, enc, LAYER, trs, tasks=("sentiment",), progress=False)
+    with pytest.raises(ValueError, match="not held out by fold 1"):
+        A._windows(ds.stimulus, enc, trs, 10, fold=1)
+    short = dataclasses.replace(lm, max_positions=40)
+    with pytest.raises(ValueError, match="lower `context`"):
+        A.compute_attributions(short, ds, enc, LAYER, trs, context=200, progress=False)
+
+
+# ---------------------------------------------------------------- the BA head is the encoding model
+def test_head_equals_encoding_prediction_given_tr_features(setup):
+    _, ds, enc, feats = setup
+    trs = [int(enc.test_trs[2][0]), int(enc.test_trs[0][5])]
+    for tr in trs:
+        head = A.BAHead.from_encoding(enc, tr)
+        src = enc.source_trs(tr)
+        x = torch.as_tensor(feats[np.maximum(src, 0)][None])
+        got = head(x, torch.as_tensor(src >= 0)[None])[0].numpy()
+        np.testing.assert_allclose(got, enc.predict_tr(tr, feats), rtol=1e-4, atol=1e-5)
+    # a TR whose delays reach before the run's start (those blocks are zero in the design)
+    tr0 = int(np.flatnonzero(ds.stimulus.tr_runs == 1)[1])
+    head = A.BAHead.from_encoding(enc, tr0, fold=0)
+    src = enc.source_trs(tr0)
+    assert (src < 0).any()
+    got = head(torch.as_tensor(feats[np.maximum(src, 0)][None]), torch.as_tensor(src >= 0)[None])[0].numpy()
+    np.testing.assert_allclose(got, enc.predict_tr(tr0, feats, fold=0), rtol=1e-4, atol=1e-5)
+
+
+def test_head_end_to_end_equals_encoding_prediction(setup):
+    lm, ds, enc, feats = setup
+    trs = A.held_out_trs(enc, fold=None, n=5)
+    # a window reaching word 0: the LM reads each word with the same preceding words as in extraction
+    pred = A.predict_trs(lm, ds.stimulus, enc, LAYER, trs, context=ds.stimulus.n_words)
+    ref = np.stack([enc.predict_tr(t, feats) for t in trs])
+    np.testing.assert_allclose(pred, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_nwp_target_is_the_models_cross_entropy(setup):
+    lm, ds, enc, _ = setup
+    trs = enc.test_trs[0][[2, 7]]
+    insts = _instances(lm, ds, enc, trs, 12, ("nwp",))
+    batch = A._collate(insts, lm.tokenizer.pad_token_id, "cpu")
+    with torch.no_grad():
+        emb = lm.model.get_input_embeddings()(batch["ids"])
+        got = A._targets(lm, LAYER, None, emb, batch, None, ("nwp",))["nwp"]
+        for b, inst in enumerate(insts):
+            logits = lm.model(input_ids=torch.as_tensor(inst.ids)[None]).logits[0]
+            q0, q1 = inst.nwp_range
+            ref = torch.nn.functional.cross_entropy(logits[q0 - 1:q1 - 1], torch.as_tensor(inst.ids[q0:q1]))
+            assert abs(float(got[b]) - float(ref)) < 1e-5
+
+
+# ---------------------------------------------------------------- methods against captum
+def _captum_check(lm, ds, enc, trs, method, **kw):
+    from captum.attr import InputXGradient, IntegratedGradients
+
+    tasks = ("ba", "nwp")
+    vox = A.voxel_mask("language", ds)
+    insts = _instances(lm, ds, enc, trs, 15, tasks)
+    head = A.BAHead.from_encoding(enc, trs[0], vox)
+    measured = _measured(enc, ds, trs, vox)
+    batch = A._collate(insts, lm.tokenizer.pad_token_id, "cpu")   # padded: lengths differ
+    assert len({len(i.ids) for i in insts}) > 1
+    if method == "gxi":
+        ours, _ = A._gxi(lm, LAYER, head, batch, measured, tasks)
+    else:
+        ours, _, _ = A._ig(lm, LAYER, head, batch, measured, tasks, kw["n_steps"], rows_per_pass=3)
+    for b, inst in enumerate(insts):
+        single = A._collate([inst], lm.tokenizer.pad_token_id, "cpu")   # one instance, no padding
+        emb = lm.model.get_input_embeddings()(single["ids"]).detach()
+        m = single["attr"][..., None].float()
+        for task in tasks:
+            def forward(e, task=task):  # captum's IG passes all steps as one batch: repeat the instance
+                rep = {k: v.expand(e.shape[0], *v.shape[1:]) for k, v in single.items()}
+                return A._targets(lm, LAYER, head, e, rep, measured[b:b + 1].expand(e.shape[0], -1), (task,))[task]
+            if method == "gxi":
+                ref = InputXGradient(forward).attribute(emb.requires_grad_()) * m
+            else:
+                ref = IntegratedGradients(forward).attribute(emb, baselines=emb * (1 - m), n_steps=kw["n_steps"])
+            ref = ref.sum(-1)[0]
+            got, ref = ours[task][b, :len(inst.ids)].detach(), ref.detach()
+            scale = float(ref.abs().max())
+            assert torch.allclose(got, ref, rtol=1e-5, atol=1e-5 * scale), (task, float((got - ref).abs().max()))
+
+
+def test_gxi_matches_captum_input_x_gradient(setup):
+    lm, ds, enc, _ = setup
+    _captum_check(lm, ds, enc, enc.test_trs[1][[0, 4, 9]], "gxi")
+
+
+def test_ig_matches_captum_integrated_gradients(setup):
+    lm, ds, enc, _ = setup
+    _captum_check(lm, ds, enc, enc.test_trs[1][[1, 6]], "ig", n_steps=5)
+
+
+def test_gradients_match_finite_differences(setup):
+    _, ds, enc, _ = setup
+    lm = dataclasses.replace(setup[0], model=copy.deepcopy(setup[0].model).double())
+    trs = enc.test_trs[3][:2]
+    vox = A.voxel_mask("all", ds)
+    insts = _instances(lm, ds, enc, trs, 10, ("ba", "nwp"))
+    batch = A._collate(insts, lm.tokenizer.pad_token_id, "cpu")
+    head = A.BAHead.from_encoding(enc, trs[0], vox).double()
+    measured = _measured(enc, ds, trs, vox).double()
+    emb = lm.model.get_input_embeddings()(batch["ids"]).detach().requires_grad_(True)
+    targets = A._targets(lm, LAYER, head, emb, batch, measured, ("ba", "nwp"))
+    grads = A._grads(targets, emb)
+    gen = torch.Generator().manual_seed(0)
+    # a random direction on the window's tokens, on the scale of the embeddings themselves
+    v = torch.randn(emb.shape, generator=gen, dtype=torch.float64) * batch["attr"][..., None]
+    v = v * float(emb.detach().std())
+    # the model runs in float64, but Llama's RMSNorm computes in float32: a relative step of 1e-3 keeps
+    # the rounding error (~1e-7 / eps) and the truncation error (~eps^2) both below the tolerance
+    eps = 1e-3
+    with torch.no_grad():
+        plus = A._targets(lm, LAYER, head, emb + eps * v, batch, measured, ("ba", "nwp"))
+        minus = A._targets(lm, LAYER, head, emb - eps * v, batch, measured, ("ba", "nwp"))
+    for task in ("ba", "nwp"):
+        fd = (plus[task] - minus[task]) / (2 * eps)
+        analytic = (grads[task] * v).sum((1, 2))
+        np.testing.assert_allclose(analytic.numpy(), fd.numpy(), rtol=1e-3, atol=1e-6)
+
+
+def test_ig_completeness_converges(setup):
+    lm, ds, enc, _ = setup
+    trs = enc.test_trs[2][[3, 8]]
+    tables = A.compute_attributions(lm, ds, enc, LAYER, trs, context=10, tasks=("ba",), methods=("ig",),
+                                    ig_steps=256, ig_rows=128, progress=False)
+    comp = A.ig_completeness(tables[("ba", "ig")])
+    # sum of attributions = F(input) - F(baseline). The tiny random model's small embeddings make
+    # RMSNorm steep right next to the zero baseline, so this needs many steps here; the notebook
+    # reports the built-in model at the default 20. (Its NWP target is steeper still: the blocks'
+    # gains compound up to the final norm, so the check is done on BA.)
+    assert (comp["relative_error"] < 1e-3).all(), comp
+
+
+# ---------------------------------------------------------------- tables, storage, resume
+def test_table_layout(setup):
+    lm, ds, enc, _ = setup
+    trs = enc.test_trs[0][[0, 3]]
+    tables = A.compute_attributions(lm, ds, enc, LAYER, trs, context=8, progress=False)
+    df = tables[("ba", "gxi")]
+    assert list(df.columns) == list(A.COLUMNS)
+    for tr, g in df.groupby("tr"):
+        w = A.tr_window(ds.stimulus, enc, tr, 8)
+        np.testing.assert_array_equal(g["word_index"], np.arange(w.start, w.end))
+        np.testing.assert_array_equal(g["position"], w.end - 1 - g["word_index"])
+        assert (g["word"].to_numpy() == ds.stimulus.words[g["word_index"]]).all()
+        np.testing.assert_allclose(g["abs_attribution"], g["attribution"].abs())
+    weights = A.word_weights(df)
+    np.testing.assert_allclose(weights.groupby("tr")["weight"].sum(), 1.0)
+
+
+def test_killed_run_resumes_without_recomputing(setup, monkeypatch):
+    lm, ds, enc, _ = setup
+    trs = A.held_out_trs(enc, fold=1, n=6)
+    kw = dict(context=8, methods=("gxi",), batch_size=2, part_size=2, progress=False)
+    reference = A.attribute(lm, ds, enc, LAYER, trs=trs, cache=False, **kw)
+
+    real = A.compute_attributions
+    seen = []
+
+    def killed_after_two_parts(*args, **kwargs):
+        if len(seen) == 2:
+            raise KeyboardInterrupt  # the run dies here
+        seen.append(list(args[4]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(A, "compute_attributions", killed_after_two_parts)
+    with pytest.raises(KeyboardInterrupt):
+        A.attribute(lm, ds, enc, LAYER, trs=trs, **kw)
+    folder = next(iter(A.table_path(ds, lm.name, LAYER, 8, "ba", "gxi").parent.glob("ba_gxi*")))
+    assert not (folder / "table").exists()                     # nothing half-merged
+    assert len(list((folder / "parts").glob("part-*"))) == 2   # the finished parts survive
+    # a write that was killed mid-way leaves only a hidden temporary folder, which is ignored
+    (folder / "parts" / ".part-999999-999999.abc.tmp").mkdir()
+
+    done_before = [t for part in seen for t in part]
+    seen.clear()
+    monkeypatch.setattr(A, "compute_attributions", lambda *a, **k: (seen.append(list(a[4])), real(*a, **k))[1])
+    resumed = A.attribute(lm, ds, enc, LAYER, trs=trs, **kw)
+    recomputed = [t for part in seen for t in part]
+    assert sorted(recomputed + done_before) == sorted(trs.tolist())   # only the missing TRs
+    assert not list((folder / "parts").iterdir())
+    for key in reference:
+        pd.testing.assert_frame_equal(resumed[key].to_pandas(), reference[key].to_pandas(), rtol=1e-5)
+    seen.clear()
+    again = A.attribute(lm, ds, enc, LAYER, trs=trs[:3], **kw)        # a subset: served from the table
+    assert not seen
+    assert set(again[("nwp", "gxi")]["tr"]) == set(trs[:3].tolist())
+
+
+def test_recovery_scores_on_planted_truth():
+    rng = np.random.default_rng(0)
+    truth = pd.DataFrame({"tr": np.repeat([5, 6], 20), "word_index": np.tile(np.arange(20), 2),
+                          "contribution": rng.random(40)})
+    table = truth.rename(columns={"contribution": "attribution"}).assign(abs_attribution=lambda d: d.attribution)
+    table["position"] = 19 - table["word_index"]
+    scores = A.recovery_scores(table, truth, n_shuffles=10)
+    np.testing.assert_allclose(scores["spearman"], 1.0)
+    assert (scores["shuffled"].abs() < 0.5).all()
