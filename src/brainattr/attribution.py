@@ -35,7 +35,6 @@ Results are tidy tables (one row per TR and word), stored with the ``datasets`` 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
 import shutil
 import warnings
@@ -47,7 +46,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .features import check_context_fits, layer_states, special_prefix, word_token_spans
-from .io import atomic_dir, cache_dir, cache_key
+from .io import array_hash, atomic_dir, cache_dir, cache_key
 from .models import decoder_layers
 
 #: Attribution targets: brain alignment (MSE of the encoding head) and next-word prediction.
@@ -643,15 +642,6 @@ def predict_trs(lm, stimulus, encoding, layer, trs, context=80, pooling="last", 
 # --------------------------------------------------------------------------------------------
 # Stored runs: one table per (dataset, subject, model, layer, context, task, method)
 # --------------------------------------------------------------------------------------------
-def _hash_arrays(*arrays):
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(np.asarray(a))
-        h.update(str((a.shape, a.dtype.str)).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:16]
-
-
 def table_path(dataset, model, layer, context, task, method, settings=""):
     """Folder of one stored attribution table.
 
@@ -781,8 +771,8 @@ def attribute(lm, dataset, encoding, layer, trs=None, context=80, pooling="last"
         for m in methods:
             fields = dict(common, method_params=ig_steps if m == "ig" else None)
             if t == "ba":
-                fields.update(pooling=pooling, voxels=_hash_arrays(vox), responses=_hash_arrays(dataset.responses),
-                              encoding=_hash_arrays(encoding.weights, encoding.intercepts, encoding.feature_means,
+                fields.update(pooling=pooling, voxels=array_hash(vox), responses=array_hash(dataset.responses),
+                              encoding=array_hash(encoding.weights, encoding.intercepts, encoding.feature_means,
                                                     encoding.feature_stds, encoding.response_means,
                                                     encoding.response_stds))
             folders[(t, m)] = table_path(dataset, lm.name, layer, context, t, m, cache_key(**fields)[:10])

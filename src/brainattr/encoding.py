@@ -25,7 +25,6 @@ head the attribution methods use (:meth:`EncodingResult.predict_tr`, :meth:`Enco
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 from dataclasses import dataclass, fields, replace
 
@@ -33,7 +32,7 @@ import numpy as np
 
 from .dataset import DataError
 from .features import DELAYS, TRIM, make_delayed, split_by_delay, trim_mask, zscore_runs
-from .io import cache_dir, cache_key, load_npz, save_npz
+from .io import array_hash, cache_dir, cache_key, load_npz, save_npz
 
 #: Ridge penalties tried by the inner cross-validation: the Toneva & Wehbe (2019) grid,
 #: 10^-6 ... 10^9. On synthetic data shaped like the HP set (about 940 training TRs, 4 x 576
@@ -184,15 +183,6 @@ def _himalaya_backend(name):
         yield backend
     finally:
         set_backend(previous)
-
-
-def _data_hash(*arrays):
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(str((a.shape, a.dtype.str)).encode())
-        h.update(a.data)
-    return h.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------------------------
@@ -507,7 +497,7 @@ def fit_encoding(tr_features, responses, tr_runs, delays=DELAYS, trim=TRIM, gap=
         fields_ = {} if cache is True else dict(cache)
         key = cache_key(**fields_, delays=delays, trim=trim, gap=int(gap), alphas=alphas.tolist(),
                         inner_folds=int(inner_folds), score=score, dtype=str(np.dtype(dtype)) if dtype else None,
-                        data=_data_hash(X, Y, runs),
+                        data=array_hash(X, Y, runs),
                         format=FORMAT_VERSION)
         path = cache_dir("encoding") / f"{key}.npz"
         if path.exists():
@@ -623,7 +613,7 @@ def encode_subjects(lm, datasets, layer, context=80, pooling="last", stride=16, 
     paths = [cache_dir("encoding") / (cache_key(model=lm.name, layer=int(layer), context=int(context),
                                                  pooling=pooling, stride=int(stride), stimulus=stimulus.fingerprint,
                                                  dataset=ds.name, subject=ds.subject, settings=settings,
-                                                 data=_data_hash(ds.responses), format=FORMAT_VERSION) + ".npz")
+                                                 data=array_hash(ds.responses), format=FORMAT_VERSION) + ".npz")
              for ds in datasets]
     results = [EncodingResult.load(p) if cache and p.exists() else None for p in paths]
     todo = [i for i, r in enumerate(results) if r is None]

@@ -34,6 +34,16 @@ def cache_key(**fields) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def array_hash(*arrays) -> str:
+    """A short stable hash of arrays' shapes, dtypes and bytes, for cache keys."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(np.asarray(a))
+        h.update(str((a.shape, a.dtype.str)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
