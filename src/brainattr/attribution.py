@@ -15,7 +15,7 @@ For one target TR ``t`` (paper, Sec. 4; Fig. 1):
   that follows, with teacher forcing; the LM head is applied only at those positions.
 - **methods**: Gradient x Input (``"gxi"``, Shrikumar et al. 2016) and Integrated Gradients
   (``"ig"``, Sundararajan et al. 2017; Gauss-Legendre steps as in captum, all-zero embedding
-  baseline) on the input embeddings of the window's tokens, summed over the embedding dimension and
+  baseline by default, see below) on the input embeddings of the window's tokens, summed over the embedding dimension and
   over each word's tokens. Special tokens (BOS) and the teacher-forced tokens of the next word
   are held fixed: they are not attributed.
 
@@ -24,10 +24,15 @@ Each TR is attributed with the encoding model of the fold that held it out
 pass of the full model serves both: layer L is captured with a hook and two backward passes
 share the graph.
 
-IG caveat: with the all-zero baseline, in models whose blocks start with RMSNorm and that have no
-BOS token (SmolLM2), the targets swing wildly for tiny ``alpha`` along the path and jump at
-``alpha = 0``, so the attributions do not sum to ``F(x) - F(0)`` (:func:`ig_completeness`,
-:func:`ig_path`) and more steps do not fix it. GxI, the paper's primary method, is unaffected.
+IG baselines: ``"zero"`` (the paper's all-zero embedding), ``"pad"`` or ``"eos"`` (the padding
+or end-of-text token's embedding at every window position). With the zero baseline, in models whose blocks start with
+RMSNorm and that have no BOS token (SmolLM2), the targets swing wildly for tiny ``alpha`` along the
+path and jump at ``alpha = 0``, so the attributions do not sum to ``F(x) - F(0)``
+(:func:`ig_completeness`, :func:`ig_path`) and more steps do not fix it. A token baseline's path stays
+among embeddings of ordinary size, and the BA target along it is smooth enough for completeness.
+The NWP target is not smooth along either path (the cross-entropy of one word jumps by nats
+between nearby ``alpha``), so NWP's IG is incomplete at any affordable number of steps. GxI, the
+paper's primary method, is unaffected.
 
 Results are tidy tables (one row per TR and word), stored with the ``datasets`` library
 (:func:`attribute`): written in atomic parts, so a killed run resumes where it stopped.
@@ -423,11 +428,37 @@ def _ig_alphas(steps, method="gausslegendre"):
     return np.asarray(alphas(steps), dtype=np.float64), np.asarray(step_sizes(steps), dtype=np.float64)
 
 
-def _ig(lm, layer, head, batch, measured, tasks, steps, rows_per_pass):
-    """Integrated Gradients, all-zero baseline on the window's tokens, steps batched internally."""
+IG_BASELINES = ("zero", "pad", "eos")
+
+
+def _ig_baseline(lm, emb, baseline):
+    """Baseline embeddings of IG's path, tensor of the shape of ``emb`` (batch, n_tokens, hidden).
+
+    ``"zero"`` is the all-zero embedding (the paper's); ``"pad"`` and ``"eos"`` put the embedding
+    of the tokenizer's padding or end-of-text token at every position.
+    """
+    if baseline == "zero":
+        return torch.zeros_like(emb)
+    if baseline not in IG_BASELINES:
+        raise ValueError(f"unknown IG baseline {baseline!r}; use one of {IG_BASELINES}.")
+    tok = lm.tokenizer
+    token_id = tok.pad_token_id if baseline == "pad" else tok.eos_token_id
+    if token_id is None:
+        raise ValueError(f"{lm.name}'s tokenizer has no {baseline} token; use another ig_baseline "
+                         f"({IG_BASELINES}).")
+    vec = lm.model.get_input_embeddings().weight[int(token_id)].detach().to(emb.dtype)
+    if not torch.any(vec != 0):
+        warnings.warn(f"{lm.name}'s {baseline} token has an all-zero embedding (a padding row), so this "
+                      "baseline is the zero baseline; try ig_baseline='eos'.", stacklevel=4)
+    return vec.expand_as(emb).clone()
+
+
+def _ig(lm, layer, head, batch, measured, tasks, steps, rows_per_pass, baseline="zero"):
+    """Integrated Gradients from a baseline on the window's tokens, steps batched internally."""
     emb0 = lm.model.get_input_embeddings()(batch["ids"]).detach()
     m = batch["attr"][..., None].to(emb0.dtype)
-    fixed, moving = emb0 * (1 - m), emb0 * m        # baseline = fixed (window tokens zeroed)
+    base = emb0 * (1 - m) + _ig_baseline(lm, emb0, baseline) * m   # window tokens replaced
+    moving = emb0 - base                                             # zero outside the window
     alphas, weights = _ig_alphas(steps)
     B = emb0.shape[0]
     total = {t: torch.zeros_like(emb0) for t in tasks}
@@ -436,7 +467,7 @@ def _ig(lm, layer, head, batch, measured, tasks, steps, rows_per_pass):
         chunk = pairs[i:i + rows_per_pass]
         bi = torch.as_tensor([b for b, _ in chunk], device=emb0.device)
         a = torch.as_tensor([alphas[s] for _, s in chunk], dtype=emb0.dtype, device=emb0.device)[:, None, None]
-        x = (fixed[bi] + a * moving[bi]).requires_grad_(True)
+        x = (base[bi] + a * moving[bi]).requires_grad_(True)
         sub = {k: v[bi] for k, v in batch.items()}
         targets = _targets(lm, layer, head, x, sub, measured[bi], tasks)
         grads = _grads(targets, x)
@@ -446,7 +477,7 @@ def _ig(lm, layer, head, batch, measured, tasks, steps, rows_per_pass):
     attrs = {t: (total[t] * moving).sum(-1) for t in tasks}
     # F(input) and F(baseline), for the completeness check (sum of attributions = their difference)
     with torch.no_grad():
-        both = torch.cat([emb0, fixed])
+        both = torch.cat([emb0, base])
         sub = {k: torch.cat([v, v]) for k, v in batch.items()}
         values = _targets(lm, layer, head, both, sub, torch.cat([measured, measured]), tasks)
     return attrs, {t: v[:B] for t, v in values.items()}, {t: v[B:] for t, v in values.items()}
@@ -482,7 +513,7 @@ def _windows(stimulus, encoding, trs, context, fold=None):
 
 def compute_attributions(lm, dataset, encoding, layer, trs, context=80, pooling="last", tasks=TASKS,
                          methods=("gxi",), voxel_set="language", ig_steps=20, batch_size=4, ig_rows=8,
-                         progress=True):
+                         progress=True, ig_baseline="zero"):
     """Attribute BA and/or NWP for the given TRs (in memory; see :func:`attribute` for stored runs).
 
     Parameters
@@ -509,6 +540,9 @@ def compute_attributions(lm, dataset, encoding, layer, trs, context=80, pooling=
     ig_rows : int
         Rows (TR x step) per IG forward pass: the memory knob of IG.
     progress : bool
+    ig_baseline : {"zero", "pad", "eos"}
+        IG's baseline on the window's tokens: the all-zero embedding (the paper's), or the
+        embedding of the padding or end-of-text token (see the module notes).
 
     Returns
     -------
@@ -565,7 +599,8 @@ def compute_attributions(lm, dataset, encoding, layer, trs, context=80, pooling=
                     attrs, values = _gxi(lm, layer, head, batch, measured, tasks)
                     base = {t: None for t in tasks}
                 else:
-                    attrs, values, base = _ig(lm, layer, head, batch, measured, tasks, int(ig_steps), int(ig_rows))
+                    attrs, values, base = _ig(lm, layer, head, batch, measured, tasks, int(ig_steps), int(ig_rows),
+                                                  ig_baseline)
                 for t in tasks:
                     rows[(t, method)].append(_word_rows(batch_inst, attrs[t], values[t], base[t], stimulus))
                 bar.update(len(batch_inst))
@@ -722,7 +757,7 @@ def _consolidate(folder):
 
 def attribute(lm, dataset, encoding, layer, trs=None, context=80, pooling="last", tasks=TASKS, methods=("gxi",),
               voxel_set="language", ig_steps=20, fold=0, n_trs=None, batch_size=4, ig_rows=8, part_size=None,
-              cache=True, progress=True):
+              cache=True, progress=True, ig_baseline="zero"):
     """Attribute BA and NWP for held-out TRs, stored as tidy tables; resumes a killed run.
 
     Each (task, method) table lives in :func:`table_path`; the TRs are computed in parts of
@@ -732,7 +767,7 @@ def attribute(lm, dataset, encoding, layer, trs=None, context=80, pooling="last"
 
     Parameters
     ----------
-    lm, dataset, encoding, layer, context, pooling, tasks, methods, voxel_set, ig_steps, batch_size, ig_rows
+    lm, dataset, encoding, layer, context, pooling, tasks, methods, voxel_set, ig_steps, batch_size, ig_rows, ig_baseline
         See :func:`compute_attributions`. ``lm.name``, ``layer`` and ``context`` name the table.
     trs : array of int or None
         Stimulus TRs to attribute; default: the held-out TRs of ``fold``.
@@ -759,7 +794,7 @@ def attribute(lm, dataset, encoding, layer, trs=None, context=80, pooling="last"
     trs = np.unique(np.atleast_1d(np.asarray(trs, dtype=int)))
     if not cache:
         tables = compute_attributions(lm, dataset, encoding, layer, trs, context, pooling, tasks, methods,
-                                      voxel_set, ig_steps, batch_size, ig_rows, progress)
+                                      voxel_set, ig_steps, batch_size, ig_rows, progress, ig_baseline)
         with _quiet_datasets() as datasets:
             return {k: datasets.Dataset.from_pandas(v, preserve_index=False) for k, v in tables.items()}
 
@@ -769,7 +804,9 @@ def attribute(lm, dataset, encoding, layer, trs=None, context=80, pooling="last"
     folders = {}
     for t in tasks:
         for m in methods:
-            fields = dict(common, method_params=ig_steps if m == "ig" else None)
+            # the zero baseline keeps the key it had before baselines were selectable
+            ig_params = ig_steps if ig_baseline == "zero" else (ig_steps, ig_baseline)
+            fields = dict(common, method_params=ig_params if m == "ig" else None)
             if t == "ba":
                 fields.update(pooling=pooling, voxels=array_hash(vox), responses=array_hash(dataset.responses),
                               encoding=array_hash(encoding.weights, encoding.intercepts, encoding.feature_means,
@@ -786,7 +823,8 @@ def attribute(lm, dataset, encoding, layer, trs=None, context=80, pooling="last"
         need_t = tuple(t for t in tasks if any(any(tr not in done[(t, m)] for tr in chunk) for m in methods))
         need_m = tuple(m for m in methods if any(any(tr not in done[(t, m)] for tr in chunk) for t in tasks))
         result = compute_attributions(lm, dataset, encoding, layer, chunk, context, pooling, need_t, need_m,
-                                      voxel_set, ig_steps, batch_size, ig_rows, progress=False)
+                                      voxel_set, ig_steps, batch_size, ig_rows, progress=False,
+                                      ig_baseline=ig_baseline)
         for (t, m), df in result.items():
             if any(tr not in done[(t, m)] for tr in chunk):
                 _write(folders[(t, m)] / "parts" / f"part-{int(chunk[0]):06d}-{int(chunk[-1]):06d}", df)
@@ -805,6 +843,71 @@ def attribute(lm, dataset, encoding, layer, trs=None, context=80, pooling="last"
             table = table.select(np.flatnonzero(keep), keep_in_memory=True)
         out[key] = table
     return out
+
+
+def attribute_subjects(lm, datasets, layers, context=80, pooling="last", methods=("gxi",), n_trs=48, fold=0,
+                       trs=None, voxel_set="language", nwp_layer=None, inner_folds=5, ig_steps=20,
+                       ig_baseline="zero", batch_size=4, progress=True):
+    """BA for every subject and layer, NWP once; one long table (the input of every figure).
+
+    The encoding models come from :func:`brainattr.encoding.encode_subjects` (cached) and every
+    table from :func:`attribute` (stored; a rerun only reads). NWP does not depend on the subject
+    or the layer: it is computed once, in the same forward pass as the first subject's BA at
+    ``nwp_layer``, and its rows are repeated under every (subject, layer) so that each group
+    holds both tasks.
+
+    Parameters
+    ----------
+    lm : brainattr.models.LanguageModel
+    datasets : list of brainattr.dataset.Dataset
+        Subjects who read the same stimulus.
+    layers : sequence of int
+    context, pooling, voxel_set, ig_steps, ig_baseline, batch_size
+        See :func:`compute_attributions`.
+    methods : sequence of {"gxi", "ig"}
+    n_trs, fold : int or None
+        Evenly spaced held-out TRs of ``fold`` (see :func:`held_out_trs`), unless ``trs`` is given.
+    trs : array of int, optional
+    nwp_layer : int or None
+        The layer whose pass also computes NWP (default: the middle one of ``layers``).
+    inner_folds : int
+        Of the encoding models (must match the fits to reuse them).
+    progress : bool
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``subject``, ``layer``, ``task``, ``method`` and :data:`COLUMNS`.
+    """
+    from .encoding import encode_subjects
+
+    layers = [int(layer) for layer in layers]
+    nwp_layer = layers[len(layers) // 2] if nwp_layer is None else int(nwp_layer)
+    order = [nwp_layer] + [layer for layer in layers if layer != nwp_layer]
+    frames, nwp = [], {}
+    steps = [(layer, k) for layer in order for k in range(len(datasets))]
+    for layer, k in tqdm(steps, desc="attribution (subject x layer)", disable=not progress, leave=False):
+        ds = datasets[k]
+        enc = encode_subjects(lm, datasets, layer, context=context, pooling=pooling, inner_folds=inner_folds,
+                              progress=False)[k]
+        if trs is None:
+            trs = held_out_trs(enc, fold, n_trs)
+        tasks = ("ba", "nwp") if (layer == nwp_layer and k == 0) else ("ba",)
+        out = attribute(lm, ds, enc, layer, trs=trs, context=context, pooling=pooling, tasks=tasks, methods=methods,
+                        voxel_set=voxel_set, ig_steps=ig_steps, ig_baseline=ig_baseline, batch_size=batch_size,
+                        progress=False)
+        for (task, method), table in out.items():
+            df = table.to_pandas()
+            if task == "nwp":
+                nwp[method] = df
+            else:
+                frames.append(df.assign(subject=ds.subject, layer=layer, task=task, method=method))
+    for method, df in nwp.items():
+        frames += [df.assign(subject=ds.subject, layer=layer, task="nwp", method=method)
+                   for layer in layers for ds in datasets]
+    keys = ["subject", "layer", "task", "method"]
+    out = pd.concat(frames, ignore_index=True)
+    return out[keys + list(COLUMNS)].sort_values(keys + ["tr", "word_index"], kind="stable").reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -867,11 +970,11 @@ def ig_completeness(table):
 
 
 def ig_path(lm, dataset, encoding, layer, tr, alphas, context=80, pooling="last", tasks=TASKS,
-            voxel_set="language"):
-    """The targets along IG's straight path from the zero baseline to the input, for one TR.
+            voxel_set="language", ig_baseline="zero"):
+    """The targets along IG's straight path from the baseline to the input, for one TR.
 
     A diagnostic for the completeness check: IG integrates the gradient along
-    ``x(alpha) = alpha * x`` (window tokens only), so the sum of its attributions equals
+    ``x(alpha) = b + alpha * (x - b)`` (window tokens only), so the sum of its attributions equals
     ``F(x(1)) - F(x(0))`` only if the quadrature resolves every rise and fall of ``F`` along it.
 
     Parameters
@@ -881,6 +984,7 @@ def ig_path(lm, dataset, encoding, layer, tr, alphas, context=80, pooling="last"
     tr : int
     alphas : sequence of float
         Points of the path, 0 = baseline, 1 = input.
+    ig_baseline : {"zero", "pad", "eos"}
 
     Returns
     -------
@@ -902,11 +1006,12 @@ def ig_path(lm, dataset, encoding, layer, tr, alphas, context=80, pooling="last"
     alphas = np.asarray(alphas, dtype=np.float64)
     emb = lm.model.get_input_embeddings()(batch["ids"]).detach()
     m = batch["attr"][..., None].to(emb.dtype)
+    base = emb * (1 - m) + _ig_baseline(lm, emb, ig_baseline) * m
     rows = {t: [] for t in tasks}
     with torch.no_grad():
         for k in range(0, alphas.size, 8):
             a = torch.as_tensor(alphas[k:k + 8], dtype=emb.dtype, device=device)[:, None, None]
-            x = emb * (1 - m) + a * emb * m
+            x = base + a * (emb - base)
             rep = {key: v.expand(x.shape[0], *v.shape[1:]) for key, v in batch.items()}
             values = _targets(lm, layer, head, x, rep, measured.expand(x.shape[0], -1), tasks)
             for t in tasks:
@@ -995,7 +1100,8 @@ def position_profile(table, how="abs", max_position=None):
 
 
 __all__ = ["TASKS", "METHODS", "COLUMNS", "held_out_trs", "Window", "tr_window", "voxel_mask", "BAHead",
-           "tr_features_from_states", "compute_attributions", "predict_trs", "attribute", "table_path",
+           "tr_features_from_states", "compute_attributions", "predict_trs", "attribute", "attribute_subjects",
+           "table_path",
            "word_weights", "ig_completeness", "ig_path", "recovery_scores", "shade_words",
            "position_profile"]
 

@@ -659,3 +659,39 @@ def best_layers_by_group(layer_scores, n_layers, groups=("early", "middle", "lat
         if inside:
             best[name] = max(inside, key=inside.get)
     return best
+
+
+def layer_grid(n_layers, layer_step):
+    """Every ``layer_step``-th layer from 0, plus the last one, list of int."""
+    return sorted(set(range(0, int(n_layers) + 1, int(layer_step))) | {int(n_layers)})
+
+
+def best_layers(lm, datasets, layer_step=5, progress=True, **kwargs):
+    """The best early, middle and late layer by mean language-ROI BA over subjects (Appendix B).
+
+    Scores the layers of :func:`layer_grid` with :func:`encode_subjects` (cached: after chapter 2
+    this only reads its fits).
+
+    Parameters
+    ----------
+    lm : brainattr.models.LanguageModel
+    datasets : list of brainattr.dataset.Dataset
+    layer_step : int
+    progress : bool
+    **kwargs
+        Passed to :func:`encode_subjects` (``context``, ``pooling``, ``inner_folds``, ...).
+
+    Returns
+    -------
+    best : dict of str -> int
+        ``{"early": l1, "middle": l2, "late": l3}`` (see :func:`best_layers_by_group`).
+    scores : dict of int -> float
+        Mean language-ROI held-out r of each scored layer, averaged over subjects.
+    """
+    from tqdm.auto import tqdm
+
+    scores = {}
+    for layer in tqdm(layer_grid(lm.n_layers, layer_step), desc="layers", disable=not progress, leave=False):
+        encs = encode_subjects(lm, datasets, layer, progress=False, **kwargs)
+        scores[layer] = float(np.mean([enc.scores[ds.voxel_is_language].mean() for ds, enc in zip(datasets, encs)]))
+    return best_layers_by_group(scores, lm.n_layers), scores
