@@ -145,3 +145,13 @@ def test_positional_profile_and_center_of_mass():
     assert even[1] == pytest.approx(1.5)
     # over the important words only: the top word of an even window is the most recent one
     assert An.center_of_mass(table({1: [1, 1, 1, 1]}), threshold=0.25)[1] == 0
+
+
+def test_planted_table_aligns_truth_to_windows():
+    t = table({5: [0.1, 0.2, 0.3]})
+    truth = pd.DataFrame({"tr": [5, 5, 6], "word_index": [0, 2, 0], "contribution": [-2.0, 1.0, 9.0]})
+    out = An.planted_table(t, truth)
+    assert out["attribution"].tolist() == [-2.0, 0.0, 1.0]
+    assert out["abs_attribution"].tolist() == [2.0, 0.0, 1.0]
+    assert out["position"].tolist() == t["position"].tolist()
+    assert An.important_words(out, [0.5]).word_index.tolist() == [0]

@@ -388,6 +388,31 @@ def center_of_mass(table, threshold=None, how="abs"):
     return (num / den.where(den > 0)).rename("center_of_mass")
 
 
-__all__ = ["THRESHOLDS", "CATEGORIES", "words_needed", "important_words", "spread", "spread_auc", "compare_auc",
+def planted_table(table, truth):
+    """The planted word importance of simulated subjects, laid out as an attribution table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or datasets.Dataset
+        An attribution table; its TRs and windows are kept.
+    truth : pandas.DataFrame
+        :func:`brainattr.simulate.true_contributions_table` output (``tr``, ``word_index``,
+        ``contribution``); window words it lacks contribute 0.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``table``'s rows with ``attribution`` set to the planted contribution and
+        ``abs_attribution`` to its magnitude, so every function here treats the truth like a task.
+    """
+    df = table.to_pandas() if hasattr(table, "to_pandas") else table.copy()
+    df = df.drop(columns=[c for c in ("attribution", "abs_attribution") if c in df])
+    merged = df.merge(truth[["tr", "word_index", "contribution"]], on=["tr", "word_index"], how="left")
+    merged["attribution"] = merged.pop("contribution").fillna(0.0).to_numpy()
+    merged["abs_attribution"] = merged["attribution"].abs()
+    return merged
+
+
+__all__ = ["planted_table", "THRESHOLDS", "CATEGORIES", "words_needed", "important_words", "spread", "spread_auc", "compare_auc",
            "expected_random_iou", "overlap", "word_categories", "category_shares", "positional_profile",
            "center_of_mass"]

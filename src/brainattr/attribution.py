@@ -89,6 +89,19 @@ def held_out_trs(encoding, fold=0, n=None):
         if not 0 <= int(fold) < len(encoding.test_trs):
             raise ValueError(f"fold {fold} does not exist; the encoding model has {len(encoding.test_trs)} folds.")
         trs = np.asarray(encoding.test_trs[int(fold)])
+    return evenly_spaced(trs, n)
+
+
+def evenly_spaced(trs, n=None):
+    """``n`` evenly spaced elements of ``trs`` (deterministic, first and last kept), array of int.
+
+    Parameters
+    ----------
+    trs : array of int, shape (n_trs,)
+    n : int or None
+        None (or ``n >= n_trs``) keeps all.
+    """
+    trs = np.asarray(trs)
     if n is not None and n < trs.size:
         trs = trs[np.unique(np.linspace(0, trs.size - 1, max(int(n), 1)).round().astype(int))]
     return trs.astype(int)
@@ -1099,7 +1112,7 @@ def position_profile(table, how="abs", max_position=None):
     return df.groupby("position")["weight"].mean()
 
 
-__all__ = ["TASKS", "METHODS", "COLUMNS", "held_out_trs", "Window", "tr_window", "voxel_mask", "BAHead",
+__all__ = ["TASKS", "METHODS", "COLUMNS", "held_out_trs", "evenly_spaced", "Window", "tr_window", "voxel_mask", "BAHead",
            "tr_features_from_states", "compute_attributions", "predict_trs", "attribute", "attribute_subjects",
            "table_path",
            "word_weights", "ig_completeness", "ig_path", "recovery_scores", "shade_words",
