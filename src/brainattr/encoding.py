@@ -32,7 +32,7 @@ import numpy as np
 
 from .dataset import DataError
 from .features import DELAYS, TRIM, make_delayed, split_by_delay, trim_mask, zscore_runs
-from .io import array_hash, cache_dir, cache_key, load_npz, save_npz
+from .io import array_hash, cache_dir, cache_key, load_npz, save_npz, stage_timer
 
 #: Ridge penalties tried by the inner cross-validation: the Toneva & Wehbe (2019) grid,
 #: 10^-6 ... 10^9. On synthetic data shaped like the HP set (about 940 training TRs, 4 x 576
@@ -621,7 +621,9 @@ def encode_subjects(lm, datasets, layer, context=80, pooling="last", stride=16, 
         feats = stimulus_tr_features(lm, stimulus, [layer], context=context, pooling=pooling, stride=stride,
                                      progress=progress)[layer]
         Y = np.concatenate([datasets[i].responses for i in todo], axis=1)
-        fit = fit_encoding(feats, Y, stimulus.tr_runs, progress=progress, **fit_kwargs)
+        with stage_timer("encoding", model=lm.name, layer=int(layer), voxels=int(Y.shape[1]), trs=int(Y.shape[0]),
+                         features=int(feats.shape[1])):
+            fit = fit_encoding(feats, Y, stimulus.tr_runs, progress=progress, **fit_kwargs)
         bounds = np.cumsum([0] + [datasets[i].n_voxels for i in todo])
         for k, i in enumerate(todo):
             results[i] = fit.select_voxels(np.arange(bounds[k], bounds[k + 1]))

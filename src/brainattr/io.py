@@ -12,6 +12,8 @@ import numpy as np
 
 #: Environment variable that moves the cache (models, features, fitted encoders, attributions).
 CACHE_ENV = "BRAINATTR_CACHE"
+#: Environment variable naming a JSON-lines file where computed stages log their cost (set by the runner).
+STAGE_LOG_ENV = "BRAINATTR_STAGE_LOG"
 
 
 def _umask() -> int:
@@ -96,3 +98,45 @@ def load_npz(path) -> dict:
     """Load an ``.npz`` written by :func:`save_npz` into a dict of arrays."""
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
+
+
+def log_stage(stage: str, seconds: float, **info) -> None:
+    """Log the cost of one computed stage (see :func:`stage_timer`); no-op unless ``$BRAINATTR_STAGE_LOG`` is set.
+
+    Appends one JSON line ``{"stage", "seconds", "notebook", **info}``: one short append per
+    event, so concurrent writers never interleave a line.
+    """
+    path = os.environ.get(STAGE_LOG_ENV)
+    if not path:
+        return
+    record = dict(stage=stage, seconds=round(float(seconds), 3), notebook=os.environ.get("BRAINATTR_NOTEBOOK"),
+                  **info)
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def stage_timer(stage: str, **info):
+    """Time a block of real computation and :func:`log_stage` it when it finishes without error.
+
+    Wrap only the computing branch, so cache hits are not logged.
+    """
+    import time
+
+    start = time.perf_counter()
+    yield
+    log_stage(stage, time.perf_counter() - start, **info)
+
+
+def read_stage_log(path) -> list[dict]:
+    """The records of a stage log; a line cut short by a killed process is skipped."""
+    records = []
+    path = Path(path)
+    if not path.is_file():
+        return records
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

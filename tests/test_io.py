@@ -1,0 +1,35 @@
+"""brainattr.io: the stage log behind the compute appendix."""
+import json
+
+import pytest
+
+from brainattr import io
+
+
+def test_stage_log_appends_records_and_skips_broken_lines(tmp_path, monkeypatch):
+    log = tmp_path / "stages.jsonl"
+    monkeypatch.setenv(io.STAGE_LOG_ENV, str(log))
+    monkeypatch.setenv("BRAINATTR_NOTEBOOK", "04_important_words")
+    io.log_stage("attribution", 1.23456, method="gxi", trs=48)
+    with io.stage_timer("encoding", voxels=10):
+        pass
+    with pytest.raises(RuntimeError):
+        with io.stage_timer("feature extraction"):
+            raise RuntimeError("failed work is not logged")
+    with open(log, "a") as fh:
+        fh.write('{"stage": "cut sho')          # a line a killed process never finished
+    records = io.read_stage_log(log)
+    assert [r["stage"] for r in records] == ["attribution", "encoding"]
+    assert records[0] == dict(stage="attribution", seconds=1.235, notebook="04_important_words", method="gxi", trs=48)
+    assert records[1]["voxels"] == 10 and records[1]["seconds"] >= 0
+    assert json.loads(log.read_text().splitlines()[0])["trs"] == 48
+
+
+def test_stage_log_is_off_without_the_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv(io.STAGE_LOG_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    io.log_stage("attribution", 1.0)
+    with io.stage_timer("encoding"):
+        pass
+    assert list(tmp_path.iterdir()) == []
+    assert io.read_stage_log(tmp_path / "missing.jsonl") == []
