@@ -61,3 +61,23 @@ def test_masking_check_tables(setup):
     assert np.allclose(none.loc[trs].to_numpy(), t[("nwp", "gxi")].groupby("tr").target.first().loc[trs].to_numpy(),
                        rtol=1e-5)
     assert per_voxel.groupby("masking").size().nunique() == 1 and len(per_voxel) == 4 * ds.n_voxels
+
+
+@pytest.mark.parametrize("kind", ["bytelevel", "metaspace"])
+def test_substitution_equals_retokenizing_the_altered_text(kind, small_stimulus):
+    from dataclasses import replace
+
+    from brainattr.models import train_tiny_tokenizer
+
+    tok = train_tiny_tokenizer(kind)
+    lm = type("LM", (), {"tokenizer": tok})()
+    text = A._Text(lm, small_stimulus)
+    reps = {0: "Zebra-crossing,", 7: "extraordinarily", 8: "a", 300: "qu'il\"", len(small_stimulus.words) - 1: "end."}
+    fast = M._substituted(text, reps, tok)
+    words = small_stimulus.words.astype(object).copy()
+    for i, w in reps.items():
+        words[i] = w
+    slow = A._Text(lm, replace(small_stimulus, words=np.asarray(words, dtype=str), annotations=None))
+    np.testing.assert_array_equal(fast.token_ids, slow.token_ids)
+    np.testing.assert_array_equal(fast.spans, slow.spans)
+    assert M._substituted(text, {}, tok) is text

@@ -13,6 +13,8 @@ reviewers asked for) the same number of words chosen at random in the window.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import torch
@@ -22,18 +24,49 @@ from . import attribution as A
 from .analysis import important_words
 from .dataset import Dataset
 from .encoding import pearson_r
+from .features import word_token_spans
 
 
-def _substituted(stimulus, replacements):
-    """The stimulus with some words replaced (``replacements``: word index -> new word)."""
+def _word_tokens(word, tokenizer, first=False):
+    """Token ids of ``word`` as it is tokenized inside running text (after a space unless ``first``)."""
+    words = [word] if first else ["x", word]
+    ids, spans = word_token_spans(words, tokenizer)
+    return ids[spans[-1, 0]:spans[-1, 1]]
+
+
+def _substituted(text, replacements, tokenizer):
+    """The tokenized stimulus with some words swapped for others, re-tokenized in place.
+
+    Equals tokenizing the altered text from scratch for tokenizers that pre-split at spaces
+    (byte-level BPE, SentencePiece metaspace; tested), at the cost of the replaced words only.
+
+    Parameters
+    ----------
+    text : brainattr.attribution._Text
+    replacements : dict of int -> str
+        Stimulus word index -> new word.
+    tokenizer : transformers.PreTrainedTokenizerFast
+
+    Returns
+    -------
+    A copy of ``text`` with new ``token_ids`` and ``spans``.
+    """
     if not replacements:
-        return stimulus
-    words = stimulus.words.copy().astype(object)
-    for i, w in replacements.items():
-        words[int(i)] = w
-    from dataclasses import replace
-
-    return replace(stimulus, words=np.asarray(words, dtype=str), annotations=None)
+        return text
+    segments, spans, prev, offset = [], text.spans.copy(), 0, 0
+    for i in sorted(int(k) for k in replacements):
+        a, b = text.spans[i]
+        new = _word_tokens(str(replacements[i]), tokenizer, first=i == 0)
+        segments += [text.token_ids[prev:a], new]
+        prev = b
+        spans[i] = (a + offset, a + offset + len(new))
+        delta = len(new) - (b - a)
+        spans[i + 1:] += delta
+        offset += delta
+    segments.append(text.token_ids[prev:])
+    out = copy.copy(text)
+    out.token_ids, out.spans = np.concatenate(segments).astype(np.int64), spans
+    return out
 
 
 def evaluate_windows(lm, dataset, encoding, layer, trs, context=80, pooling="last", replacements=None,
@@ -66,20 +99,14 @@ def evaluate_windows(lm, dataset, encoding, layer, trs, context=80, pooling="las
     replacements = replacements or {}
     layer = lm.check_layer(int(layer))
     device = next(lm.model.parameters()).device
-    texts = {}
+    text = A._Text(lm, dataset.stimulus)
     instances = []
     for tr in trs:
-        rep = replacements.get(int(tr), {})
-        key = tuple(sorted(rep.items()))
-        stim = _substituted(dataset.stimulus, rep)
-        if key not in texts:
-            texts[key] = A._Text(lm, stim)
         window = A.tr_window(dataset.stimulus, encoding, int(tr), context)
         if window is None:
             raise ValueError(f"TR {tr} has no word in its delay TRs; drop it.")
-        instances.append(A._instance(texts[key], window, pooling, with_next=window.next_word >= 0))
-        if len(texts) > 64:   # windows differ per TR: keep memory flat
-            texts.clear()
+        altered = _substituted(text, replacements.get(int(tr), {}), lm.tokenizer)
+        instances.append(A._instance(altered, window, pooling, with_next=window.next_word >= 0))
     prediction = np.zeros((trs.size, encoding.n_voxels))
     nwp = np.full(trs.size, np.nan)
     for k in tqdm(range(0, trs.size, batch_size), desc="windows", disable=not progress, leave=False):
