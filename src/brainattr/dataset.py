@@ -261,34 +261,44 @@ def drop_bad_voxels(ds: Dataset) -> Dataset:
     return replace(ds.select_voxels(~bad), meta=meta)
 
 
-#: Datasets :func:`load_dataset` knows.
-DATASETS = ("builtin",)
+#: Datasets :func:`load_dataset` knows (the real ones are read by :mod:`brainattr.loaders`).
+DATASETS = ("builtin", "hp", "hp-mat", "hp-npy", "moth")
 
 
 def load_dataset(name="builtin", subjects=("sub-01",), *, max_words=None, n_language_voxels=1000,
-                 n_control_voxels=500, seed=0, noise=None):
+                 n_control_voxels=500, seed=0, noise=None, data_home=None):
     """Load the subjects of a dataset, all in the one schema.
 
     Parameters
     ----------
     name : str
         ``"builtin"``: simulated subjects reading the built-in stimulus (:mod:`brainattr.simulate`).
+        ``"hp"`` (``"hp-mat"``, ``"hp-npy"``): Harry Potter (Wehbe et al. 2014); ``"moth"``: Moth
+        Radio Hour, reading (Deniz et al. 2019); see :mod:`brainattr.loaders`.
     subjects : sequence of str or int
         Subject ids (``"sub-01"``) or counts (``3`` → the first three subjects).
     max_words : int or None
-        Built-in only: keep the first ``max_words`` words (tiny test profiles).
+        Keep the first ``max_words`` words (tiny test profiles); real data keep about
+        ``max_words`` words spread over all runs (:func:`brainattr.loaders.cut_stimulus`).
     n_language_voxels, n_control_voxels : int
         Built-in only: voxels sampled inside and outside the language ROIs.
     seed : int
         Built-in only: global simulation seed.
     noise : float or None
         Built-in only: noise level (None: the simulation's calibrated default).
+    data_home : str or Path or None
+        Real data only: the folder holding ``hp/`` and ``moth/`` (default ``$BRAINATTR_DATA``,
+        else ``~/brainattr_data``). The built-in-only arguments are ignored for real data.
 
     Returns
     -------
     list of Dataset
         NaN and zero-variance voxels already excluded (:func:`drop_bad_voxels`).
     """
+    if name != "builtin" and name in DATASETS:
+        from . import loaders
+
+        return loaders.load(name, subjects, max_words=max_words, data_home=data_home)
     if isinstance(subjects, (int, np.integer)):
         subjects = [f"sub-{k + 1:02d}" for k in range(int(subjects))]
     if isinstance(subjects, str):

@@ -6,7 +6,8 @@ The flow (``brainattr book``):
    parameters of the chosen profile, into ``build/notebooks/NN_name.ipynb`` (the sources in
    ``notebooks/`` are never written). Wall time and status per notebook go to ``build/timings.json``.
    A failing notebook stops the run with :class:`NotebookFailed`, which names the notebook and the
-   executed copy holding the traceback.
+   executed copy holding the traceback. In the executed copies, plumbing cells get the
+   ``hide-input`` tag (:func:`plumbing_reason` states the rule).
 2. :func:`write_book_inputs` writes the generated pages the book includes: ``build/parameters.md``
    (the parameter reference) and ``build/timings.md`` (the compute table); :func:`sync_toc` rewrites
    ``_toc.yml`` if the notebook list or titles in ``params.yml`` changed.
@@ -34,8 +35,13 @@ from .params import Config, ParamsError, ResolvedNotebook, parameter_reference, 
 TOC_FILE = "_toc.yml"
 CONFIG_FILE = "_config.yml"
 #: Book pages (in ``book/``) placed before and after the notebooks in the table of contents.
-PAGES_BEFORE = ["running", "methods"]
-PAGES_AFTER = ["compute", "bibliography"]
+PAGES_BEFORE = ["running", "teaching", "figures_index", "methods", "real_data"]
+PAGES_AFTER = ["compute", "glossary", "bibliography"]
+
+#: First line of a code cell that marks it as plumbing (hidden behind "Show code" in the book).
+PLUMBING_MARKER = re.compile(r"^#\s*plumbing\b", re.IGNORECASE)
+#: Tags that already decide how a cell's input is shown; a cell carrying one is left alone.
+_VISIBILITY_TAGS = {"hide-input", "hide-cell", "remove-input", "remove-cell", "show-input"}
 
 
 class NotebookFailed(RuntimeError):
@@ -94,6 +100,75 @@ def check_kernel(name: str) -> str:
                           f"would not see this brainattr. Fix: {sys.executable} -m ipykernel install "
                           f"--sys-prefix --name {name}  (or set `kernel:` in params.yml).")
     return exe
+
+
+# --------------------------------------------------------------------------- hiding plumbing
+
+
+def _is_imports_only(source: str) -> bool:
+    """True if every statement of ``source`` is an ``import`` (comments, blanks, magics ignored)."""
+    import ast
+
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    try:
+        body = ast.parse(code).body
+    except SyntaxError:
+        return False
+    return bool(body) and all(isinstance(node, (ast.Import, ast.ImportFrom)) for node in body)
+
+
+def plumbing_reason(cell, next_cell=None) -> str | None:
+    """Why a code cell of an executed notebook is plumbing (input hidden in the book), or None.
+
+    The rule, applied by the runner to the executed copies only (sources are never changed):
+
+    1. a code cell whose first non-blank line is the comment ``# plumbing`` -> ``"marker"``;
+    2. a code cell made only of ``import`` statements -> ``"imports"``;
+    3. the cell tagged ``parameters``, when papermill's ``injected-parameters`` cell follows it
+       -> ``"parameters"`` (it holds the notebook's defaults; the values this run used are in the
+       injected cell, which stays visible).
+
+    A cell that already carries ``hide-input``, ``hide-cell``, ``remove-input``, ``remove-cell`` or
+    the opt-out tag ``show-input`` is left as it is. Everything else (the science) stays visible.
+    """
+    if cell.get("cell_type") != "code":
+        return None
+    tags = set(cell.get("metadata", {}).get("tags", []))
+    if tags & _VISIBILITY_TAGS:
+        return None
+    source = cell.get("source", "")
+    source = "".join(source) if isinstance(source, list) else source
+    first = next((line for line in source.splitlines() if line.strip()), "")
+    if PLUMBING_MARKER.match(first.strip()):
+        return "marker"
+    if "parameters" in tags:
+        next_tags = (next_cell or {}).get("metadata", {}).get("tags", [])
+        return "parameters" if "injected-parameters" in next_tags else None
+    if "injected-parameters" not in tags and _is_imports_only(source):
+        return "imports"
+    return None
+
+
+def tag_plumbing(nb) -> list[int]:
+    """Add the ``hide-input`` tag to the plumbing cells of ``nb`` (in place); return their indices."""
+    tagged = []
+    cells = nb["cells"]
+    for i, cell in enumerate(cells):
+        if plumbing_reason(cell, cells[i + 1] if i + 1 < len(cells) else None):
+            cell.setdefault("metadata", {}).setdefault("tags", []).append("hide-input")
+            tagged.append(i)
+    return tagged
+
+
+def tag_plumbing_file(path: Path) -> list[int]:
+    """:func:`tag_plumbing` on the notebook file ``path`` (rewritten only if a cell was tagged)."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    tagged = tag_plumbing(nb)
+    if tagged:
+        nbformat.write(nb, str(path))
+    return tagged
 
 
 # --------------------------------------------------------------------------- executing
@@ -159,6 +234,10 @@ def execute_notebook(source: Path, output: Path, parameters: dict, kernel: str =
                             cwd=str(cwd or source.parent), execution_timeout=timeout)
     except PapermillExecutionError as exc:
         if partial.exists():
+            try:
+                tag_plumbing_file(partial)
+            except Exception:  # never mask the notebook's own error
+                pass
             os.replace(partial, output)
         detail = f"cell {exc.exec_count} raised {exc.ename}: {exc.evalue}"
         raise NotebookFailed(name, output, detail) from None
@@ -169,6 +248,7 @@ def execute_notebook(source: Path, output: Path, parameters: dict, kernel: str =
         if partial.exists():
             partial.unlink()
         raise
+    tag_plumbing_file(partial)  # hide plumbing inputs in the executed copy (see plumbing_reason)
     os.replace(partial, output)
     return time.perf_counter() - start
 
@@ -329,3 +409,59 @@ def build_book(config: Config, profile: str | None = None, overrides: dict | Non
     if sync_toc(config):
         echo(f"brainattr: {TOC_FILE} updated from {config.path.name}")
     return build_html(config, strict=strict, echo=echo)
+
+
+# --------------------------------------------------------------------------- Sphinx hook
+
+
+def _launch_sources(app, pagename, templatename, context, doctree) -> None:
+    """Point a notebook chapter's launch buttons (Binder, Colab) at its source notebook.
+
+    The book renders the executed copies in ``build/notebooks/``, which are not in the repository;
+    sphinx-book-theme builds the launch URLs from the page name, so they would open a missing file.
+    This rewrites ``build/notebooks/NAME.ipynb`` to ``notebooks/NAME.ipynb`` (paths from params.yml).
+    """
+    try:
+        config = load_config(Path(app.confdir) / "params.yml")
+        build = os.path.relpath(config.build_dir, config.root).replace(os.sep, "/")
+        source = os.path.relpath(config.notebooks_dir, config.root).replace(os.sep, "/")
+    except Exception:
+        build, source = "build", "notebooks"
+    prefix = f"{build}/notebooks/"
+    if not pagename.startswith(prefix):
+        return
+    old, new = f"{pagename}.ipynb", f"{source}/{pagename[len(prefix):]}.ipynb"
+    for group in context.get("header_buttons", []):
+        if group.get("label") != "launch-buttons":
+            continue
+        for button in group.get("buttons", []):
+            if isinstance(button.get("url"), str):
+                button["url"] = button["url"].replace(old, new)
+
+
+def _unique_scripts(app, pagename, templatename, context, doctree) -> None:
+    """Drop repeated ``<script>`` entries from a page.
+
+    With Jupyter Book 1.0.4, sphinx-thebe 0.3.1 adds its inline configuration script twice
+    (``const THEBE_JS_URL = ...``), and the second copy is a JavaScript error on every page
+    (``Identifier 'THEBE_JS_URL' has already been declared``), which ``brainattr check-book`` reports.
+    """
+    scripts = context.get("script_files")
+    if not isinstance(scripts, list):
+        return
+    seen, unique = set(), []
+    for js in scripts:
+        # the copies differ only in filename None versus "" (an inline script): same HTML
+        attributes = getattr(js, "attributes", {}) or {}
+        key = (getattr(js, "filename", js) or "", getattr(js, "priority", 500), repr(sorted(attributes.items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(js)
+    context["script_files"] = unique
+
+
+def setup(app):
+    """Sphinx extension (``sphinx: extra_extensions: [brainattr.runner]`` in ``_config.yml``)."""
+    app.connect("html-page-context", _launch_sources, priority=600)  # after the theme's (501)
+    app.connect("html-page-context", _unique_scripts, priority=600)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
