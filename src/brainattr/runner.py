@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from .io import CACHE_ENV, atomic_path
+from .io import CACHE_ENV, STAGE_LOG_ENV, atomic_path, read_stage_log
 from .params import Config, ParamsError, ResolvedNotebook, parameter_reference, resolve
 
 TOC_FILE = "_toc.yml"
@@ -270,8 +270,12 @@ def run_notebooks(config: Config, profile: str | None = None, overrides: dict | 
     echo(f"brainattr: profile {profile!r}, {len(resolved)} notebook(s) -> {build_dir / 'notebooks'}; "
          f"cache {env[CACHE_ENV]}")
     results = []
+    stage_log = build_dir / STAGE_LOG
     for i, r in enumerate(resolved, 1):
         output = build_dir / "notebooks" / f"{r.spec.name}.ipynb"
+        _forget_stages(stage_log, r.spec.name)  # the compute table shows each notebook's latest run
+        os.environ[STAGE_LOG_ENV] = str(stage_log)   # the kernel inherits both: brainattr.io.log_stage
+        os.environ["BRAINATTR_NOTEBOOK"] = r.spec.name
         shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in r.parameters.items())
         echo(f"[{i}/{len(resolved)}] {r.spec.name}  ({shown or 'notebook defaults'})")
         start = time.perf_counter()
@@ -326,6 +330,47 @@ def sync_toc(config: Config) -> bool:
     return True
 
 
+#: Per-stage cost records of the notebooks' runs (JSON lines, see :func:`brainattr.io.log_stage`).
+STAGE_LOG = "stages.jsonl"
+
+#: The paper's Appendix J, hours on one H100, per stage (for the compute table).
+PAPER_HOURS = {"feature extraction": "≈ 2 h (5 models × 2 datasets)", "encoding": "≈ 219 h",
+               "attribution (gxi)": "≈ 1,501 h (BA); NWP ≈ 3.6 h", "attribution (ig)": "≈ 329 h"}
+
+
+def _forget_stages(path: Path, notebook: str) -> None:
+    """Drop one notebook's records from the stage log (atomically), before it runs again."""
+    records = read_stage_log(path)
+    if not any(r.get("notebook") == notebook for r in records):
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records if r.get("notebook") != notebook))
+
+
+def stages_markdown(build_dir: Path) -> str:
+    """What each pipeline stage cost in the latest run of every notebook, beside the paper's Appendix J."""
+    records = read_stage_log(Path(build_dir) / STAGE_LOG)
+    if not records:
+        return "*No stage was computed in the recorded runs (everything came from the cache).*\n"
+    rows = {}
+    for r in records:
+        key = r["stage"] if r["stage"] != "attribution" else f"attribution ({r.get('method')})"
+        row = rows.setdefault(key, {"seconds": 0.0, "events": 0, "units": 0, "notebooks": set()})
+        row["seconds"] += float(r["seconds"])
+        row["events"] += 1
+        row["units"] += int(r.get("trs") or r.get("layers") or 0) if r["stage"] != "encoding" else 1
+        row["notebooks"].add(r.get("notebook") or "?")
+    unit = {"feature extraction": "layer", "encoding": "fit"}
+    lines = ["| Stage | This run | Per unit | Notebooks | The paper (one H100) |", "|---|---|---|---|---|"]
+    for key in sorted(rows):
+        row = rows[key]
+        u = unit.get(key, "TR")
+        per = f"{row['seconds'] / row['units']:.2f} s per {u}" if row["units"] else ""
+        lines.append(f"| {key} | {row['seconds']:.0f} s ({row['events']} runs) | {per} | "
+                     f"{', '.join(sorted(row['notebooks']))} | {PAPER_HOURS.get(key, '')} |")
+    return "\n".join(lines) + "\n"
+
+
 def timings_markdown(build_dir: Path, names: list[str] | None = None) -> str:
     """The compute table (from ``timings.json``) as Markdown, for ``names`` (default: all recorded)."""
     path = Path(build_dir) / "timings.json"
@@ -356,7 +401,9 @@ def write_book_inputs(config: Config, build_dir: Path | None = None) -> list[Pat
     """Write ``build/parameters.md`` and ``build/timings.md``, which the book pages include."""
     build_dir = Path(build_dir or config.build_dir)
     written = []
-    for name, text in (("parameters.md", parameter_reference(config)), ("timings.md", timings_markdown(build_dir, config.names))):
+    for name, text in (("parameters.md", parameter_reference(config)),
+                       ("timings.md", timings_markdown(build_dir, config.names)),
+                       ("stages.md", stages_markdown(build_dir))):
         path = build_dir / name
         with atomic_path(path) as tmp:
             tmp.write_text(text)
