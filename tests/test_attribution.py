@@ -152,7 +152,7 @@ def _captum_check(lm, ds, enc, trs, method, **kw):
                 ref = InputXGradient(forward).attribute(emb.requires_grad_()) * m
             else:
                 base = torch.zeros_like(emb) if kw.get("baseline", "zero") == "zero" else \
-                    lm.model.get_input_embeddings().weight[lm.tokenizer.eos_token_id].detach().expand_as(emb)
+                    lm.model.get_input_embeddings()(torch.tensor([lm.tokenizer.eos_token_id]))[0].detach().expand_as(emb)
                 ref = IntegratedGradients(forward).attribute(emb, baselines=emb * (1 - m) + base * m,
                                                              n_steps=kw["n_steps"])
             ref = ref.sum(-1)[0]

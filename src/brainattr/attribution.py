@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -51,7 +52,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .features import check_context_fits, layer_states, special_prefix, word_token_spans
-from .io import array_hash, atomic_dir, cache_dir, cache_key
+from .io import array_hash, atomic_dir, cache_dir, cache_key, log_stage
 from .models import decoder_layers
 
 #: Attribution targets: brain alignment (MSE of the encoding head) and next-word prediction.
@@ -361,20 +362,27 @@ def _collate(instances, pad_id, device):
 # Targets
 # --------------------------------------------------------------------------------------------
 def _full_forward(model, layer, embeds, mask):
-    """Run the whole base model once; return (layer-L states, final normed states)."""
+    """Run the whole base model once; return (layer-L states, final normed states).
+
+    Layer L is taken exactly as :func:`brainattr.features.layer_states` takes it (input of block 1
+    for L = 0, else the output of block L; tuple or tensor outputs). Keyword arguments a family
+    does not take are not passed (see ``features._forward_kwargs``).
+    """
+    from .features import _base_model, _block_input, _block_output, _forward_kwargs
+
     blocks = decoder_layers(model)
     captured = {}
     if layer == 0:
         def hook(module, args, kwargs):
-            captured["x"] = args[0] if args else kwargs["hidden_states"]
+            captured["x"] = _block_input(args, kwargs)
         handle = blocks[0].register_forward_pre_hook(hook, with_kwargs=True)
     else:
         def hook(module, args, output):
-            captured["x"] = output[0] if isinstance(output, tuple) else output
+            captured["x"] = _block_output(output)
         handle = blocks[layer - 1].register_forward_hook(hook)
-    base = getattr(model, model.base_model_prefix, model)
+    base = _base_model(model)
     try:
-        out = base(inputs_embeds=embeds, attention_mask=mask, use_cache=False)
+        out = base(**_forward_kwargs(base, inputs_embeds=embeds, attention_mask=mask, use_cache=False))
     finally:
         handle.remove()
     final = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
@@ -459,7 +467,9 @@ def _ig_baseline(lm, emb, baseline):
     if token_id is None:
         raise ValueError(f"{lm.name}'s tokenizer has no {baseline} token; use another ig_baseline "
                          f"({IG_BASELINES}).")
-    vec = lm.model.get_input_embeddings().weight[int(token_id)].detach().to(emb.dtype)
+    # through the embedding module, not its weight: some (Gemma) scale rows by sqrt(hidden) there
+    ids = torch.tensor([int(token_id)], device=emb.device)
+    vec = lm.model.get_input_embeddings()(ids)[0].detach().to(emb.dtype)
     if not torch.any(vec != 0):
         warnings.warn(f"{lm.name}'s {baseline} token has an all-zero embedding (a padding row), so this "
                       "baseline is the zero baseline; try ig_baseline='eos'.", stacklevel=4)
@@ -593,6 +603,7 @@ def compute_attributions(lm, dataset, encoding, layer, trs, context=80, pooling=
         members = sorted(groups[key], key=lambda i: -len(i.ids))
         batches += [members[k:k + batch_size] for k in range(0, len(members), batch_size)]
     heads = {}
+    seconds = dict.fromkeys(methods, 0.0)
     with tqdm(total=len(instances) * len(methods), desc="attribution", disable=not progress, leave=False) as bar:
         for batch_inst in batches:
             tr0 = batch_inst[0].window.tr
@@ -608,15 +619,21 @@ def compute_attributions(lm, dataset, encoding, layer, trs, context=80, pooling=
                 measured = torch.zeros((len(batch_inst), 1), device=device)
             batch = _collate(batch_inst, lm.tokenizer.pad_token_id, device)
             for method in methods:
+                started = time.perf_counter()
                 if method == "gxi":
                     attrs, values = _gxi(lm, layer, head, batch, measured, tasks)
                     base = {t: None for t in tasks}
                 else:
                     attrs, values, base = _ig(lm, layer, head, batch, measured, tasks, int(ig_steps), int(ig_rows),
                                                   ig_baseline)
+                seconds[method] += time.perf_counter() - started
                 for t in tasks:
                     rows[(t, method)].append(_word_rows(batch_inst, attrs[t], values[t], base[t], stimulus))
                 bar.update(len(batch_inst))
+    for method in methods:
+        if instances:
+            log_stage("attribution", seconds[method], model=lm.name, layer=layer, method=method, tasks="+".join(tasks),
+                      trs=len(instances), context=int(context), ig_steps=int(ig_steps) if method == "ig" else None)
     tables = {}
     for key, parts in rows.items():
         df = pd.concat(parts, ignore_index=True) if parts else _empty_table()

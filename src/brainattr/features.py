@@ -11,11 +11,13 @@ The pipeline for one layer (paper, Sec. 3; Toneva & Wehbe 2019 conventions):
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .io import cache_dir, cache_key
+from .io import cache_dir, cache_key, stage_timer
 from .models import decoder_layers
 
 #: Hemodynamic delays in TRs (paper: the 4 previous TRs, 2-8 s at TR = 2 s).
@@ -194,12 +196,23 @@ def word_token_spans(words, tokenizer):
 
 
 def special_prefix(tokenizer):
-    """Token ids a fresh input starts with (e.g. a BOS token), list of int; empty if none."""
-    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
-    full = tokenizer("a")["input_ids"]
-    if len(full) > len(plain) and full[len(full) - len(plain):] == plain:
-        return list(full[: len(full) - len(plain)])
-    return []
+    """Token ids a fresh input starts with (e.g. a BOS token), list of int; empty if none.
+
+    Found by encoding a short text with and without special tokens: whatever the tokenizer puts
+    before the plain tokens is the prefix (Gemma's ``<bos>``, Llama-3's ``<|begin_of_text|>``,
+    Mistral/Zamba2's ``<s>``; nothing for GPT-2, GPT-NeoX/Mamba or Qwen2). Special tokens a
+    tokenizer appends (an EOS) are not part of it.
+    """
+    for text in ("a", "the"):
+        plain = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        full = list(tokenizer(text)["input_ids"])
+        for start in range(len(full) - len(plain) + 1):
+            if plain and full[start:start + len(plain)] == plain:
+                return full[:start]
+    # the plain tokens changed with special tokens on (e.g. a SentencePiece prefix space): keep the BOS
+    bos = getattr(tokenizer, "bos_token_id", None)
+    full = list(tokenizer("a")["input_ids"])
+    return [bos] if bos is not None and full and full[0] == bos else []
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,12 +222,41 @@ class _StopForward(Exception):
     pass
 
 
+def _base_model(model):
+    """The model without its LM head (``model.model``, ``model.backbone``, ``model.transformer``...)."""
+    return getattr(model, getattr(model, "base_model_prefix", ""), model)
+
+
+def _forward_kwargs(module, **kwargs):
+    """The keyword arguments ``module.forward`` takes, None values dropped.
+
+    A name its signature lacks is dropped unless the signature has ``**kwargs`` (then the model
+    swallows or uses it, the Hugging Face convention); so ``attention_mask`` / ``use_cache`` reach the
+    families that take them and are not forced on those that do not.
+    """
+    params = inspect.signature(module.forward).parameters
+    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return {k: v for k, v in kwargs.items() if v is not None and (k in params or var_kw)}
+
+
+def _block_output(output):
+    """A decoder block's hidden states: transformer blocks return tuples, Mamba/Zamba2 blocks a tensor."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def _block_input(args, kwargs):
+    return args[0] if args else kwargs["hidden_states"]
+
+
 def layer_states(model, layers, input_ids=None, inputs_embeds=None, attention_mask=None):
     """Hidden states of the chosen layers; blocks deeper than ``max(layers)`` are never run.
 
     Layer 0 is the input of the first decoder block (the token embeddings, after any model-specific
-    scaling); layer ``l`` is the output of decoder block ``l`` before the final norm. Gradients
-    flow when ``inputs_embeds`` requires grad.
+    scaling such as Gemma's sqrt(hidden)); layer ``l`` is the output of decoder block ``l`` before
+    the final norm (for Mamba, whose blocks keep the residual stream in float32, that float32
+    stream). Gradients flow when ``inputs_embeds`` requires grad. Works for the layouts of
+    :func:`brainattr.models.decoder_layers` (Llama, Falcon3, Gemma 1-3, Qwen2, classic Falcon,
+    Mamba, Zamba2).
 
     Parameters
     ----------
@@ -223,6 +265,8 @@ def layer_states(model, layers, input_ids=None, inputs_embeds=None, attention_ma
     input_ids : tensor of int64, shape (batch, n_tokens), optional
     inputs_embeds : tensor of shape (batch, n_tokens, hidden), optional
     attention_mask : tensor of shape (batch, n_tokens), optional
+        1 for real tokens, 0 for right padding. Passed to families that take it; padding on the
+        right never changes the states of the real tokens of a causal model, masked or not.
 
     Returns
     -------
@@ -234,13 +278,13 @@ def layer_states(model, layers, input_ids=None, inputs_embeds=None, attention_ma
     states, handles = {}, []
 
     def first_input(module, args, kwargs):
-        states[0] = args[0] if args else kwargs["hidden_states"]
+        states[0] = _block_input(args, kwargs)
         if deepest == 0:
             raise _StopForward
 
     def output_of(index):
         def hook(module, args, output):
-            states[index] = output[0] if isinstance(output, tuple) else output
+            states[index] = _block_output(output)
             if index == deepest:
                 raise _StopForward
         return hook
@@ -250,9 +294,10 @@ def layer_states(model, layers, input_ids=None, inputs_embeds=None, attention_ma
     for layer in layers:
         if layer > 0:
             handles.append(blocks[layer - 1].register_forward_hook(output_of(layer)))
-    base = getattr(model, model.base_model_prefix, model)  # skip the LM head
+    base = _base_model(model)  # skip the LM head
     try:
-        base(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
+        base(**_forward_kwargs(base, input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                               use_cache=False))
     except _StopForward:
         pass
     finally:
@@ -395,8 +440,10 @@ def stimulus_tr_features(lm, stimulus, layers, context=80, pooling="last", mode=
         else:
             missing.append(layer)
     if missing:
-        emb = extract_word_embeddings(lm, stimulus.words, missing, context=context, pooling=pooling, mode=mode,
-                                      stride=stride, batch_size=batch_size, progress=progress)
+        with stage_timer("feature extraction", model=lm.name, layers=len(missing), words=stimulus.n_words,
+                         context=int(context)):
+            emb = extract_word_embeddings(lm, stimulus.words, missing, context=context, pooling=pooling, mode=mode,
+                                          stride=stride, batch_size=batch_size, progress=progress)
         per_tr = tr_average(emb, stimulus.word_trs, stimulus.n_trs)
         for k, layer in enumerate(missing):
             result[layer] = per_tr[k]

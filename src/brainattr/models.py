@@ -7,12 +7,18 @@ later loads take about a second.
 
 Layer convention used everywhere in brainattr: layer 0 is the token-embedding output and layer
 ``l`` (1..n_layers) is the output of decoder block ``l``, before any final norm.
+
+:data:`PAPER_MODELS` lists the paper's checkpoints with their config facts; :data:`TINY_ARCHS` are
+tiny random-init stand-ins of each of their architecture families (``tiny-random-<arch>``), which
+the tests run through the whole pipeline. State-space models (Mamba, Zamba2) without their CUDA
+kernels load with a :class:`SlowKernelWarning` that says how much slower they will be.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +37,133 @@ BUILTIN_MODELS = {
     "tiny-random": dict(description="a 4-layer, 32-wide Llama with random weights and a BPE tokenizer trained "
                                     "on the built-in text; for tests only, it knows no English"),
 }
+
+
+def _thirds(n_layers):
+    """Layers 0..n_layers cut into three contiguous groups, as :func:`brainattr.encoding.best_layers_by_group`."""
+    import numpy as np
+
+    edges = np.linspace(0, n_layers + 1, 4)
+    layers = np.arange(n_layers + 1)
+    return {name: (int(layers[(layers >= lo) & (layers < hi)][0]), int(layers[(layers >= lo) & (layers < hi)][-1]))
+            for name, lo, hi in zip(("early", "middle", "late"), edges[:-1], edges[1:])}
+
+
+#: The paper's models (its Table 1) and the Qwen2 control (its Appendix H): Hugging Face id -> facts.
+#:
+#: ``n_layers`` (decoder blocks; brainattr's layers are 0..n_layers), ``hidden_size``,
+#: ``max_positions`` and ``architecture`` are those of each checkpoint's config.json, as published on
+#: the Hugging Face hub (read through copies of the files, since this machine has no hub access):
+#: Falcon3-1B-Base: LlamaForCausalLM, num_hidden_layers 18, hidden_size 2048, 8 query / 4 KV heads of
+#: width 256, max_position_embeddings 4096 (config.json of fine-tunes whose _name_or_path is
+#: tiiuae/Falcon3-1B-Base; the model card: "18 decoder blocks", "4K context length");
+#: gemma-2b: GemmaForCausalLM, 18, 2048, 8 heads / 1 KV head, 8192 (Gemma 1, not Gemma 2: configs whose
+#: _name_or_path is google/gemma-2b); Llama-3.2-1B: LlamaForCausalLM, 16, 2048, 32 / 8 heads, 131072,
+#: tied embeddings (configs whose _name_or_path is meta-llama/Llama-3.2-1B); mamba-1.4b-hf:
+#: MambaForCausalLM, 48, 2048, no position limit (huggingface.co/state-spaces/mamba-1.4b-hf config.json);
+#: Zamba2-1.2B: Zamba2ForCausalLM, num_hidden_layers 38 (32 Mamba2 blocks + 6 hybrid ones carrying the
+#: shared attention block), 2048, 4096 (huggingface.co/Zyphra/Zamba2-1.2B config.json, revision 4f8e85c);
+#: Qwen2-1.5B: Qwen2ForCausalLM, 28, 1536, 12 / 2 heads, 131072 (configs whose _name_or_path is
+#: Qwen/Qwen2-1.5B). Layer counts and widths of the five match the paper's Table 1 (all 2048 wide).
+#:
+#: ``layer_groups``: the paper keeps the best layer of an early, a middle and a late group (its
+#: Appendix B) but gives no boundaries; these are the thirds that
+#: :func:`brainattr.encoding.best_layers_by_group` uses, as inclusive ``(first, last)`` layers.
+#: ``kernels``: packages whose CUDA kernels the model needs to run at full speed (see :func:`load_model`).
+#: ``gated``: the licence must be accepted on the hub before downloading.
+PAPER_MODELS = {
+    "tiiuae/Falcon3-1B-Base": dict(family="falcon3", architecture="LlamaForCausalLM", tiny_arch="falcon",
+                                   n_layers=18, hidden_size=2048, max_positions=4096, role="paper (Table 1)",
+                                   gated=False, kernels=()),
+    "google/gemma-2b": dict(family="gemma", architecture="GemmaForCausalLM", tiny_arch="gemma",
+                            n_layers=18, hidden_size=2048, max_positions=8192, role="paper (Table 1)",
+                            gated=True, kernels=()),
+    "meta-llama/Llama-3.2-1B": dict(family="llama", architecture="LlamaForCausalLM", tiny_arch="llama",
+                                    n_layers=16, hidden_size=2048, max_positions=131072, role="paper (Table 1)",
+                                    gated=True, kernels=()),
+    "state-spaces/mamba-1.4b-hf": dict(family="mamba", architecture="MambaForCausalLM", tiny_arch="mamba",
+                                       n_layers=48, hidden_size=2048, max_positions=None, role="paper (Table 1)",
+                                       gated=False, kernels=("mamba_ssm", "causal_conv1d")),
+    "Zyphra/Zamba2-1.2B": dict(family="zamba2", architecture="Zamba2ForCausalLM", tiny_arch="zamba2",
+                               n_layers=38, hidden_size=2048, max_positions=4096, role="paper (Table 1)",
+                               gated=False, kernels=("mamba_ssm", "causal_conv1d")),
+    "Qwen/Qwen2-1.5B": dict(family="qwen2", architecture="Qwen2ForCausalLM", tiny_arch="qwen2",
+                            n_layers=28, hidden_size=1536, max_positions=131072, role="control (Appendix H)",
+                            gated=False, kernels=()),
+}
+for _facts in PAPER_MODELS.values():
+    _facts["layer_groups"] = _thirds(_facts["n_layers"])
+del _facts
+
+#: Model types whose scans have CUDA kernels in ``mamba_ssm`` / ``causal_conv1d``; without them (and
+#: always on CPU) transformers runs a reference PyTorch implementation: a Python loop over tokens for
+#: Mamba-1 layers (``sequential``), a chunked matrix form for Mamba-2 layers (``chunked``).
+SSM_MODEL_TYPES = {"mamba": "sequential", "falcon_mamba": "sequential", "jamba": "sequential",
+                   "zamba": "sequential", "mamba2": "chunked", "zamba2": "chunked", "bamba": "chunked",
+                   "falcon_h1": "chunked", "granitemoehybrid": "chunked", "nemotron_h": "chunked"}
+
+#: Cost of the reference paths relative to Llama, measured on CPU (transformers 5.24, torch 2.13,
+#: 2 threads, random weights, minimum of repeated runs on a shared machine, so +-50%), one block at the
+#: real width (hidden 2048) per token:
+#:
+#: - ``sequential``: mamba-1.4b-hf's block vs Llama-3.2-1B's at 128 / 256 / 512 tokens. The forward pass
+#:   costs about the same (1.9x / 0.9x / 1.1x); forward + backward (what attribution needs) is
+#:   9x / 36x / 49x slower, growing with length, because the backward replays the token loop step by
+#:   step. (The tiny test models, hidden 32, 4 blocks each, 512 tokens: 7x forward, 16x forward +
+#:   backward.)
+#: - ``chunked``: a Zamba2-1.2B Mamba2 block (64 heads of 64, state 64) vs Llama-3.2-1B's at 256
+#:   tokens: 0.9x forward and 0.9x forward + backward.
+#:
+#: Per model multiply by the block ratio (mamba-1.4b-hf: 48 blocks, Zamba2-1.2B: 38, Llama-3.2-1B: 16).
+#: Not measured on a GPU, where the loop's many small kernel launches cost relatively more.
+SLOW_PATH_COST = {
+    "sequential": dict(reference="state-spaces/mamba-1.4b-hf", blocks=48, tokens=(128, 256, 512),
+                       forward=(1.9, 0.9, 1.1), forward_backward=(9.1, 35.7, 49.0)),
+    "chunked": dict(reference="Zyphra/Zamba2-1.2B", blocks=38, tokens=(256,), forward=(0.9,),
+                    forward_backward=(0.9,)),
+}
+
+
+class SlowKernelWarning(UserWarning):
+    """A state-space model will run without its fast CUDA kernels."""
+
+
+def missing_kernels(model_type, device):
+    """Why a model of ``model_type`` would run its slow path on ``device``; None if it will not.
+
+    Returns
+    -------
+    str or None
+    """
+    if model_type not in SSM_MODEL_TYPES:
+        return None
+    if not str(device).startswith("cuda"):
+        return "the mamba_ssm / causal_conv1d kernels exist for CUDA only, and this run is on the CPU"
+    absent = [p for p in ("mamba_ssm", "causal_conv1d") if importlib.util.find_spec(p) is None]
+    if absent:
+        return f"{' and '.join(absent)} {'is' if len(absent) == 1 else 'are'} not installed"
+    return None
+
+
+def slow_kernel_message(name, model_type, reason):
+    """The warning :func:`load_model` gives for a state-space model on its slow path."""
+    kind = SSM_MODEL_TYPES[model_type]
+    cost = SLOW_PATH_COST[kind]
+    k = cost["blocks"] / 16
+    fb, tokens = cost["forward_backward"], cost["tokens"]
+    if kind == "sequential":
+        cost_text = (f"feature extraction (forward) costs about {k:.0f}x ({cost['blocks']} blocks to 16, each about as "
+                     f"fast), but attribution (forward + backward) about {fb[0] * k:.0f}x to {fb[-1] * k:.0f}x for "
+                     f"windows of {tokens[0]} to {tokens[-1]} tokens, more for longer ones: hours become days")
+    else:
+        cost_text = (f"forward and forward + backward both cost about {cost['forward'][0] * k:.0f}x "
+                     f"({cost['blocks']} blocks to 16, each about as fast), so the slow path is not the bottleneck "
+                     "on CPU; on a GPU the kernels are faster")
+    return (f"{name} is a state-space model ({model_type}) and will run transformers' reference PyTorch "
+            f"{'scan (a loop over tokens)' if kind == 'sequential' else 'SSM (chunked)'}, not the fast kernels: "
+            f"{reason}. Measured on CPU against Llama-3.2-1B per token, for a model like {cost['reference']}: "
+            f"{cost_text}. For full speed run on a CUDA GPU with `pip install mamba-ssm causal-conv1d` (built "
+            "against the installed torch and CUDA).")
 
 
 class ModelNotAvailableError(RuntimeError):
@@ -179,8 +312,9 @@ def load_model(name_or_path: str = "smollm2-135m", device: str = "cpu", dtype=to
     Parameters
     ----------
     name_or_path : str
-        A built-in name (``smollm2-135m``, the default; ``gemma3-270m``; ``tiny-random`` for
-        tests), a Hugging Face model id already in the local HF cache, or a local folder.
+        A built-in name (``smollm2-135m``, the default; ``gemma3-270m``; ``tiny-random`` or
+        ``tiny-random-<arch>`` with an arch of :data:`TINY_ARCHS` for tests), a Hugging Face model id
+        already in the local HF cache (e.g. one of :data:`PAPER_MODELS`), or a local folder.
     device : str
         ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
     dtype : torch.dtype
@@ -191,15 +325,27 @@ def load_model(name_or_path: str = "smollm2-135m", device: str = "cpu", dtype=to
     Returns
     -------
     LanguageModel
+
+    Warns
+    -----
+    SlowKernelWarning
+        For a state-space model (Mamba, Zamba2, ...) that will run without the ``mamba_ssm`` /
+        ``causal_conv1d`` CUDA kernels: always on CPU, and on GPU when they are not installed.
     """
     if name_or_path == "tiny-random":
         lm = make_tiny_model()
+    elif name_or_path.startswith("tiny-random-") and name_or_path[len("tiny-random-"):] in TINY_ARCHS:
+        lm = make_tiny_model(name_or_path[len("tiny-random-"):])
     elif name_or_path in BUILTIN_MODELS:
         lm = _load_builtin(name_or_path, progress=progress)
     else:
         lm = _load_hf(name_or_path)
     device = resolve_device(device)
     lm.model.to(device=device, dtype=dtype)
+    model_type = getattr(lm.model.config, "model_type", "")
+    reason = missing_kernels(model_type, device)
+    if reason:
+        warnings.warn(slow_kernel_message(lm.name, model_type, reason), SlowKernelWarning, stacklevel=2)
     return lm
 
 
@@ -210,7 +356,10 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def train_tiny_tokenizer(kind: str = "bytelevel", vocab_size: int = 800):
+_TOKENIZER_CACHE = {}
+
+
+def train_tiny_tokenizer(kind: str = "bytelevel", vocab_size: int = 800, add_bos: bool = False):
     """A small fast tokenizer trained on the built-in text (no download).
 
     Parameters
@@ -219,46 +368,123 @@ def train_tiny_tokenizer(kind: str = "bytelevel", vocab_size: int = 800):
         ``bytelevel``: GPT-2/Llama-3-style byte-level BPE whose word-initial tokens start with ``Ġ``;
         ``metaspace``: SentencePiece-style BPE whose word-initial tokens start with ``▁``.
     vocab_size : int
+    add_bos : bool
+        Start every encoded text with ``<s>`` (as the Gemma, Llama-3 and Mistral tokenizers do with
+        their BOS token); otherwise no special token is added (GPT-2, GPT-NeoX/Mamba, Qwen2).
 
     Returns
     -------
     transformers.PreTrainedTokenizerFast
+        A fresh object on every call (the trained vocabulary is cached per ``kind`` and size).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     from .stimulus import load_text
 
     special = ["<unk>", "<s>", "</s>"]
-    if kind == "bytelevel":
-        tok = Tokenizer(models.BPE(unk_token=None))
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        alphabet = pre_tokenizers.ByteLevel.alphabet()
-    elif kind == "metaspace":
-        tok = Tokenizer(models.BPE(unk_token="<unk>"))
-        tok.pre_tokenizer = pre_tokenizers.Metaspace()
-        tok.decoder = decoders.Metaspace()
-        alphabet = []
-    else:
-        raise ValueError(f"unknown tokenizer kind {kind!r}; use 'bytelevel' or 'metaspace'.")
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, initial_alphabet=alphabet,
-                                  show_progress=False)
-    tok.train_from_iterator(load_text(), trainer=trainer)
+    key = (kind, int(vocab_size))
+    if key not in _TOKENIZER_CACHE:
+        if kind == "bytelevel":
+            tok = Tokenizer(models.BPE(unk_token=None))
+            tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+            tok.decoder = decoders.ByteLevel()
+            alphabet = pre_tokenizers.ByteLevel.alphabet()
+        elif kind == "metaspace":
+            tok = Tokenizer(models.BPE(unk_token="<unk>"))
+            tok.pre_tokenizer = pre_tokenizers.Metaspace()
+            tok.decoder = decoders.Metaspace()
+            alphabet = []
+        else:
+            raise ValueError(f"unknown tokenizer kind {kind!r}; use 'bytelevel' or 'metaspace'.")
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, initial_alphabet=alphabet,
+                                      show_progress=False)
+        tok.train_from_iterator(load_text(), trainer=trainer)
+        _TOKENIZER_CACHE[key] = tok.to_str()
+    tok = Tokenizer.from_str(_TOKENIZER_CACHE[key])
+    if add_bos:
+        bos = tok.token_to_id("<s>")
+        tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                           special_tokens=[("<s>", bos)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
                                    pad_token="</s>")
 
 
-def make_tiny_model(arch: str = "llama", tokenizer: str = "bytelevel", n_layers: int = 4, hidden_size: int = 32,
+#: Tiny architectures of :func:`make_tiny_model`: arch -> (real model it stands for, tokenizer kind, BOS).
+TINY_ARCHS = {
+    "llama": ("Llama (meta-llama/Llama-3.2-1B; also SmolLM2)", "bytelevel", False),
+    "falcon": ("Falcon3 (tiiuae/Falcon3-1B-Base is a LlamaForCausalLM: GQA, wide heads, untied head, "
+               "RoPE theta 1000042)", "bytelevel", False),
+    "gemma": ("Gemma 1 (google/gemma-2b: embeddings scaled by sqrt(hidden), multi-query attention, GeGLU)",
+              "metaspace", True),
+    "gemma2": ("Gemma 2 (sliding-window layers, attention and final-logit soft-capping)", "metaspace", True),
+    "gemma3": ("Gemma 3 text (the built-in gemma3-270m: sliding-window layers, QK-norm)", "metaspace", True),
+    "qwen2": ("Qwen2 (Qwen/Qwen2-1.5B: biased QKV projections, GQA)", "bytelevel", False),
+    "falcon-classic": ("classic Falcon (FalconForCausalLM, e.g. tiiuae/falcon-7b: parallel attention, "
+                       "transformer.h layout)", "bytelevel", False),
+    "mamba": ("Mamba (state-spaces/mamba-1.4b-hf: selective SSM, no attention, backbone.layers, "
+              "torch slow path)", "bytelevel", False),
+    "zamba2": ("Zamba2 (Zyphra/Zamba2-1.2B: Mamba2 blocks with a shared attention block in hybrid layers)",
+               "metaspace", True),
+}
+
+
+def _tiny_config(arch, tok, n_layers, hidden_size):
+    import transformers as tf
+
+    H = int(hidden_size)
+    if H % 16:
+        raise ValueError(f"tiny models need a hidden size divisible by 16, got {H}.")
+    common = dict(vocab_size=len(tok), hidden_size=H, num_hidden_layers=int(n_layers), bos_token_id=tok.bos_token_id,
+                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    attn = dict(num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048)
+    if arch == "llama":
+        return tf.LlamaConfig(intermediate_size=2 * H, tie_word_embeddings=True, **attn, **common)
+    if arch == "falcon":  # Falcon3's shape: 2 query heads per KV head, RoPE theta 1000042, separate LM head
+        return tf.LlamaConfig(intermediate_size=4 * H, tie_word_embeddings=False, rope_theta=1000042.0,
+                              rms_norm_eps=1e-6, **attn, **common)
+    if arch == "gemma":  # gemma-2b: one KV head, heads wider than hidden / n_heads (gemma-7b's 16 x 256 > 3072)
+        return tf.GemmaConfig(intermediate_size=4 * H, head_dim=H // 2, **dict(attn, num_key_value_heads=1),
+                              **common)
+    # Gemma 2/3: a short sliding window, so that tests on a few dozen tokens cross it, and a final
+    # logit cap that bites on the random model's small logits (std ~0.1), as 30 does on real ones
+    if arch == "gemma2":
+        return tf.Gemma2Config(intermediate_size=2 * H, head_dim=H // 4, sliding_window=8,
+                               final_logit_softcapping=0.5, attn_logit_softcapping=50.0, **attn, **common)
+    if arch == "gemma3":  # local and global layers alternate (the real 5:1 pattern needs 6 layers)
+        types = ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(int(n_layers))]
+        return tf.Gemma3TextConfig(intermediate_size=2 * H, head_dim=H // 4, sliding_window=8, layer_types=types,
+                                   final_logit_softcapping=0.5, **attn, **common)
+    if arch == "qwen2":
+        return tf.Qwen2Config(intermediate_size=2 * H, tie_word_embeddings=True, **attn, **common)
+    if arch == "falcon-classic":
+        return tf.FalconConfig(num_attention_heads=4, num_kv_heads=2, new_decoder_architecture=True,
+                               parallel_attn=True, bias=False, alibi=False, max_position_embeddings=2048, **common)
+    if arch == "mamba":
+        return tf.MambaConfig(state_size=8, expand=2, conv_kernel=4, **common)
+    if arch == "zamba2":  # one hybrid layer (Mamba2 + the shared attention block) in the middle
+        types = ["mamba"] * int(n_layers)
+        types[int(n_layers) // 2] = "hybrid"
+        return tf.Zamba2Config(layers_block_type=types, num_attention_heads=4, num_key_value_heads=4,
+                               mamba_headdim=8, n_mamba_heads=2 * H // 8, mamba_d_state=8, mamba_ngroups=1,
+                               adapter_rank=8, max_position_embeddings=2048, **common)
+    raise ValueError(f"unknown tiny architecture {arch!r}; available: {', '.join(TINY_ARCHS)}.")
+
+
+def make_tiny_model(arch: str = "llama", tokenizer: str | None = None, n_layers: int = 4, hidden_size: int = 32,
                     seed: int = 0) -> LanguageModel:
-    """A tiny random-init causal LM built from a config, for tests and smoke runs.
+    """A tiny random-init causal LM built from a config, for tests and smoke runs (no download).
 
     Parameters
     ----------
     arch : str
-        ``"llama"`` (more families are added with the real-model support).
-    tokenizer : {"bytelevel", "metaspace"}
-        See :func:`train_tiny_tokenizer`.
+        One of :data:`TINY_ARCHS`: ``"llama"`` (the default, ``tiny-random``), ``"falcon"`` (Falcon3, a
+        Llama architecture), ``"gemma"``, ``"gemma2"``, ``"gemma3"``, ``"qwen2"``, ``"falcon-classic"``,
+        ``"mamba"``, ``"zamba2"``.
+    tokenizer : {"bytelevel", "metaspace"} or None
+        See :func:`train_tiny_tokenizer`; None takes the family's kind (SentencePiece-style for Gemma
+        and Zamba2, byte-level otherwise). Gemma and Zamba2 tokenizers also add a BOS token, as the
+        real ones do.
     n_layers, hidden_size : int
     seed : int
         Seed of the random weights.
@@ -266,16 +492,27 @@ def make_tiny_model(arch: str = "llama", tokenizer: str = "bytelevel", n_layers:
     Returns
     -------
     LanguageModel
+        Named ``tiny-random`` for the default Llama, ``tiny-random-<arch>`` otherwise, with the
+        non-default settings appended (the name keys the feature caches).
     """
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    tok = train_tiny_tokenizer(tokenizer)
-    if arch != "llama":
-        raise ValueError(f"unknown tiny architecture {arch!r}; available: 'llama'.")
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-                         num_hidden_layers=n_layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=2048, bos_token_id=tok.bos_token_id,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    if arch not in TINY_ARCHS:
+        raise ValueError(f"unknown tiny architecture {arch!r}; available: {', '.join(TINY_ARCHS)}.")
+    what, default_kind, bos = TINY_ARCHS[arch]
+    kind = default_kind if tokenizer is None else tokenizer
+    tok = train_tiny_tokenizer(kind, add_bos=bos)
+    config = _tiny_config(arch, tok, n_layers, hidden_size)
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config).float()
-    return _wrap("tiny-random", model, tok, BUILTIN_MODELS["tiny-random"]["description"])
+    model = AutoModelForCausalLM.from_config(config).float()
+    name = "tiny-random" if arch == "llama" else f"tiny-random-{arch}"
+    extra = [f"{k}{v}" for k, v, d in (("L", n_layers, 4), ("H", hidden_size, 32), ("seed", seed, 0))
+             if v != d] + ([kind] if kind != default_kind else [])
+    if extra:
+        name += "-" + "-".join(extra)
+    if arch == "llama":
+        description = BUILTIN_MODELS["tiny-random"]["description"]
+    else:
+        description = (f"a {n_layers}-layer, {hidden_size}-wide {what} with random weights and a {kind} BPE "
+                       "tokenizer trained on the built-in text; for tests only")
+    return _wrap(name, model, tok, description)
