@@ -172,18 +172,20 @@ def test_stage_table_sums_the_latest_runs(tmp_path):
     from brainattr import runner
 
     log = tmp_path / runner.STAGE_LOG
-    records = [dict(stage="attribution", method="gxi", trs=48, seconds=10.0, notebook="03_attribution"),
-               dict(stage="attribution", method="gxi", trs=16, seconds=2.0, notebook="04_important_words"),
-               dict(stage="attribution", method="ig", trs=8, seconds=72.0, notebook="03_attribution"),
+    records = [dict(stage="attribution", method="gxi", trs=48, seconds=10.0, notebook="03_attribution", context=80),
+               dict(stage="attribution", method="gxi", trs=16, seconds=2.0, notebook="04_important_words", context=80),
+               dict(stage="attribution", method="gxi", trs=2, seconds=9.0, notebook="08_controls", context=640),
+               dict(stage="attribution", method="ig", trs=8, seconds=72.0, notebook="03_attribution", context=80),
                dict(stage="encoding", seconds=19.0, voxels=2100, notebook="02_brain_alignment"),
                dict(stage="feature extraction", layers=2, seconds=30.0, notebook="02_brain_alignment")]
     log.write_text("".join(_json.dumps(r) + "\n" for r in records))
     table = runner.stages_markdown(tmp_path)
-    assert "| attribution (gxi) | 12 s (2 runs) | 0.19 s per TR |" in table
-    assert "| attribution (ig) | 72 s (1 runs) | 9.00 s per TR |" in table
+    assert "| attribution (gxi, 80-word context) | 12 s (2 runs) | 0.19 s per TR |" in table
+    assert "| attribution (gxi, 640-word context) | 9 s (1 runs) | 4.50 s per TR | 08_controls | ≈ 1,501 h" in table
+    assert "| attribution (ig, 80-word context) | 72 s (1 runs) | 9.00 s per TR | 03_attribution | ≈ 329 h |" in table
     assert "| encoding | 19 s (1 runs) | 19.00 s per fit |" in table
     assert "15.00 s per layer" in table and "≈ 219 h" in table
     runner._forget_stages(log, "03_attribution")      # rerunning chapter 3 replaces its records
-    assert "attribution (ig)" not in runner.stages_markdown(tmp_path)
+    assert "attribution (ig" not in runner.stages_markdown(tmp_path)
     assert "(no stage" not in table
     assert "everything came from the cache" in runner.stages_markdown(tmp_path / "empty")

@@ -354,7 +354,8 @@ def stages_markdown(build_dir: Path) -> str:
         return "*No stage was computed in the recorded runs (everything came from the cache).*\n"
     rows = {}
     for r in records:
-        key = r["stage"] if r["stage"] != "attribution" else f"attribution ({r.get('method')})"
+        key = r["stage"] if r["stage"] != "attribution" else \
+            f"attribution ({r.get('method')}, {r.get('context')}-word context)"
         row = rows.setdefault(key, {"seconds": 0.0, "events": 0, "units": 0, "notebooks": set()})
         row["seconds"] += float(r["seconds"])
         row["events"] += 1
@@ -366,8 +367,9 @@ def stages_markdown(build_dir: Path) -> str:
         row = rows[key]
         u = unit.get(key, "TR")
         per = f"{row['seconds'] / row['units']:.2f} s per {u}" if row["units"] else ""
+        paper = PAPER_HOURS.get(key.split(",")[0] + (")" if "," in key else ""), "")
         lines.append(f"| {key} | {row['seconds']:.0f} s ({row['events']} runs) | {per} | "
-                     f"{', '.join(sorted(row['notebooks']))} | {PAPER_HOURS.get(key, '')} |")
+                     f"{', '.join(sorted(row['notebooks']))} | {paper} |")
     return "\n".join(lines) + "\n"
 
 
