@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from _gradcheck import assert_gradients_match_finite_differences
 from brainattr import attribution as A
 from brainattr.dataset import Dataset
 from brainattr.encoding import fit_encoding
@@ -109,19 +110,7 @@ def test_head_end_to_end_equals_encoding_prediction(setup):
     np.testing.assert_allclose(pred, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
-def test_nwp_target_is_the_models_cross_entropy(setup):
-    lm, ds, enc, _ = setup
-    trs = enc.test_trs[0][[2, 7]]
-    insts = _instances(lm, ds, enc, trs, 12, ("nwp",))
-    batch = A._collate(insts, lm.tokenizer.pad_token_id, "cpu")
-    with torch.no_grad():
-        emb = lm.model.get_input_embeddings()(batch["ids"])
-        got = A._targets(lm, LAYER, None, emb, batch, None, ("nwp",))["nwp"]
-        for b, inst in enumerate(insts):
-            logits = lm.model(input_ids=torch.as_tensor(inst.ids)[None]).logits[0]
-            q0, q1 = inst.nwp_range
-            ref = torch.nn.functional.cross_entropy(logits[q0 - 1:q1 - 1], torch.as_tensor(inst.ids[q0:q1]))
-            assert abs(float(got[b]) - float(ref)) < 1e-5
+# the NWP target against the model's own cross-entropy: tests/test_architectures.py, every family
 
 
 # ---------------------------------------------------------------- methods against captum
@@ -206,23 +195,7 @@ def test_gradients_match_finite_differences(setup):
     batch = A._collate(insts, lm.tokenizer.pad_token_id, "cpu")
     head = A.BAHead.from_encoding(enc, trs[0], vox).double()
     measured = _measured(enc, ds, trs, vox).double()
-    emb = lm.model.get_input_embeddings()(batch["ids"]).detach().requires_grad_(True)
-    targets = A._targets(lm, LAYER, head, emb, batch, measured, ("ba", "nwp"))
-    grads = A._grads(targets, emb)
-    gen = torch.Generator().manual_seed(0)
-    # a random direction on the window's tokens, on the scale of the embeddings themselves
-    v = torch.randn(emb.shape, generator=gen, dtype=torch.float64) * batch["attr"][..., None]
-    v = v * float(emb.detach().std())
-    # the model runs in float64, but Llama's RMSNorm computes in float32: a relative step of 1e-3 keeps
-    # the rounding error (~1e-7 / eps) and the truncation error (~eps^2) both below the tolerance
-    eps = 1e-3
-    with torch.no_grad():
-        plus = A._targets(lm, LAYER, head, emb + eps * v, batch, measured, ("ba", "nwp"))
-        minus = A._targets(lm, LAYER, head, emb - eps * v, batch, measured, ("ba", "nwp"))
-    for task in ("ba", "nwp"):
-        fd = (plus[task] - minus[task]) / (2 * eps)
-        analytic = (grads[task] * v).sum((1, 2))
-        np.testing.assert_allclose(analytic.numpy(), fd.numpy(), rtol=1e-3, atol=1e-6)
+    assert_gradients_match_finite_differences(lm, LAYER, head, batch, measured, rtol=1e-3, atol=1e-6)
 
 
 def test_ig_completeness_converges(setup):
