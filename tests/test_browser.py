@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from brainattr import bookcheck
 from brainattr.bookcheck import check_book, find_chromium
 
 REPO = Path(__file__).resolve().parents[1]

@@ -430,7 +430,7 @@ def check_type(param: Parameter, value) -> str | None:
     declared = param.annotation or f"{type(param.default).__name__} (default {param.default_source})"
     hint = ""
     if value is None:
-        hint = f"; to accept null, annotate it Optional[...] in the notebook"
+        hint = "; to accept null, annotate it Optional[...] in the notebook"
     elif not param.annotation:
         hint = f"; to accept several types, annotate it, e.g. `{param.name}: Union[...] = {param.default_source}`"
     return f"value {_describe(value)} does not match the declared type {declared}{hint}"

@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from .io import CACHE_ENV, STAGE_LOG_ENV, atomic_path, read_stage_log
-from .params import Config, ParamsError, ResolvedNotebook, parameter_reference, resolve
+from .params import Config, ParamsError, load_config, parameter_reference, resolve
 
 TOC_FILE = "_toc.yml"
 CONFIG_FILE = "_config.yml"
