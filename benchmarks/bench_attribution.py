@@ -105,33 +105,31 @@ def main(argv=None):
     vox = A.voxel_mask("language", ds)
     naive_insts = insts[: args.naive_trs]
 
-    def naive():
+    def naive_loop(target_of):
+        """One TR at a time: ``target_of(head, single, measured)`` is the function captum attributes."""
         for inst in naive_insts:
             head = A.BAHead.from_encoding(enc, inst.window.tr, vox).to(device)
             measured = torch.as_tensor(enc.measured_tr(inst.window.tr, ds.responses)[vox][None],
                                        dtype=torch.float32, device=device)
             single = A._collate([inst], lm.tokenizer.pad_token_id, device)
             emb = lm.model.get_input_embeddings()(single["ids"]).detach().requires_grad_(True)
-            InputXGradient(lambda e: A._targets(lm, layer, head, e, single, measured, ("ba",))["ba"]).attribute(emb)
-    results["naive_ba_gxi_per_tr"] = _timed(naive, 1)[0] / len(naive_insts)
+            InputXGradient(target_of(head, single, measured)).attribute(emb)
+
+    def truncated(head, single, measured):
+        return lambda e: A._targets(lm, layer, head, e, single, measured, ("ba",))["ba"]
 
     # 4b. naive and unaware: the whole model with output_hidden_states (deeper blocks and LM head run too)
-    def naive_full():
-        for inst in naive_insts:
-            head = A.BAHead.from_encoding(enc, inst.window.tr, vox).to(device)
-            measured = torch.as_tensor(enc.measured_tr(inst.window.tr, ds.responses)[vox][None],
-                                       dtype=torch.float32, device=device)
-            single = A._collate([inst], lm.tokenizer.pad_token_id, device)
-            emb = lm.model.get_input_embeddings()(single["ids"]).detach().requires_grad_(True)
+    def whole_model(head, single, measured):
+        def target(e):
+            states = lm.model(inputs_embeds=e, attention_mask=single["mask"].expand(e.shape[0], -1),
+                              output_hidden_states=True, use_cache=False).hidden_states[layer]
+            pred = head(A.tr_features_from_states(states, single["pool"].expand(e.shape[0], -1, -1)),
+                        single["present"].expand(e.shape[0], -1))
+            return ((pred - measured) ** 2).mean(1)
+        return target
 
-            def target(e):
-                states = lm.model(inputs_embeds=e, attention_mask=single["mask"].expand(e.shape[0], -1),
-                                  output_hidden_states=True, use_cache=False).hidden_states[layer]
-                pred = head(A.tr_features_from_states(states, single["pool"].expand(e.shape[0], -1, -1)),
-                            single["present"].expand(e.shape[0], -1))
-                return ((pred - measured) ** 2).mean(1)
-            InputXGradient(target).attribute(emb)
-    results["naive_full_ba_gxi_per_tr"] = _timed(naive_full, 1)[0] / len(naive_insts)
+    results["naive_ba_gxi_per_tr"] = _timed(lambda: naive_loop(truncated), 1)[0] / len(naive_insts)
+    results["naive_full_ba_gxi_per_tr"] = _timed(lambda: naive_loop(whole_model), 1)[0] / len(naive_insts)
 
     # 5. one encoding fit of this layer (features cached above)
     feats = stimulus_tr_features(lm, ds.stimulus, [layer], context=args.context, progress=False)[layer]
