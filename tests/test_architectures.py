@@ -273,4 +273,5 @@ def test_token_ig_baseline_is_the_embedding_the_model_sees(arch):
         model.get_input_embeddings().weight[eos] = row
     lm = dataclasses.replace(base, model=model)
     emb = model.get_input_embeddings()(torch.tensor([[5, 6, eos]]))
-    torch.testing.assert_close(A._ig_baseline(lm, emb, "eos"), emb[:, 2:].expand_as(emb))
+    attr = torch.ones(emb.shape[:2], dtype=torch.bool)
+    torch.testing.assert_close(A._ig_baseline(lm, emb, attr, "eos"), emb[:, 2:].expand_as(emb))

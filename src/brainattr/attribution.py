@@ -279,6 +279,15 @@ def tr_features_from_states(states, pool):
     return torch.einsum("bdt,bth->bdh", pool.to(states.dtype), states)
 
 
+def _head_for(encoding, tr, voxels, heads, device):
+    """The BA head of TR ``tr``, built once per (fold, run) in ``heads``: only the fold's weights
+    and the run's feature z-scoring differ between TRs."""
+    key = (encoding.fold_of(int(tr)), int(encoding.tr_runs[int(tr)]))
+    if key not in heads:
+        heads[key] = BAHead.from_encoding(encoding, int(tr), voxels).to(device)
+    return heads[key]
+
+
 # --------------------------------------------------------------------------------------------
 # Instances and batches
 # --------------------------------------------------------------------------------------------
@@ -452,14 +461,27 @@ def _ig_alphas(steps, method="gausslegendre"):
 IG_BASELINES = ("zero", "pad", "eos")
 
 
-def _ig_baseline(lm, emb, baseline):
-    """Baseline embeddings of IG's path, tensor of the shape of ``emb`` (batch, n_tokens, hidden).
+def _ig_baseline(lm, emb, attr, baseline):
+    """IG's baseline input: ``emb`` with the attributed tokens (``attr``) replaced, same shape.
 
     ``"zero"`` is the all-zero embedding (the paper's); ``"pad"`` and ``"eos"`` put the embedding
-    of the tokenizer's padding or end-of-text token at every position.
+    of the tokenizer's padding or end-of-text token at every attributed position. Tokens outside
+    the window (BOS, the next word) keep their embeddings.
+
+    Parameters
+    ----------
+    emb : tensor of shape (batch, n_tokens, hidden)
+    attr : tensor of bool, shape (batch, n_tokens)
+    baseline : {"zero", "pad", "eos"}
     """
+    m = attr[..., None].to(emb.dtype)
+    return emb * (1 - m) + _baseline_token(lm, emb, baseline) * m
+
+
+def _baseline_token(lm, emb, baseline):
+    """The embedding put at each attributed position, broadcastable to ``emb``."""
     if baseline == "zero":
-        return torch.zeros_like(emb)
+        return torch.zeros((), dtype=emb.dtype, device=emb.device)
     if baseline not in IG_BASELINES:
         raise ValueError(f"unknown IG baseline {baseline!r}; use one of {IG_BASELINES}.")
     tok = lm.tokenizer
@@ -472,15 +494,14 @@ def _ig_baseline(lm, emb, baseline):
     vec = lm.model.get_input_embeddings()(ids)[0].detach().to(emb.dtype)
     if not torch.any(vec != 0):
         warnings.warn(f"{lm.name}'s {baseline} token has an all-zero embedding (a padding row), so this "
-                      "baseline is the zero baseline; try ig_baseline='eos'.", stacklevel=4)
-    return vec.expand_as(emb).clone()
+                      "baseline is the zero baseline; try ig_baseline='eos'.", stacklevel=5)
+    return vec
 
 
 def _ig(lm, layer, head, batch, measured, tasks, steps, rows_per_pass, baseline="zero"):
     """Integrated Gradients from a baseline on the window's tokens, steps batched internally."""
     emb0 = lm.model.get_input_embeddings()(batch["ids"]).detach()
-    m = batch["attr"][..., None].to(emb0.dtype)
-    base = emb0 * (1 - m) + _ig_baseline(lm, emb0, baseline) * m   # window tokens replaced
+    base = _ig_baseline(lm, emb0, batch["attr"], baseline)
     moving = emb0 - base                                             # zero outside the window
     alphas, weights = _ig_alphas(steps)
     B = emb0.shape[0]
@@ -609,10 +630,7 @@ def compute_attributions(lm, dataset, encoding, layer, trs, context=80, pooling=
             tr0 = batch_inst[0].window.tr
             head, measured = None, None
             if "ba" in tasks:
-                hk = (batch_inst[0].window.fold, int(encoding.tr_runs[tr0]))
-                if hk not in heads:
-                    heads[hk] = BAHead.from_encoding(encoding, tr0, vox).to(device)
-                head = heads[hk]
+                head = _head_for(encoding, tr0, vox, heads, device)
                 measured = torch.as_tensor(np.stack([encoding.measured_tr(i.window.tr, dataset.responses)[vox]
                                                      for i in batch_inst]), dtype=torch.float32, device=device)
             else:
@@ -688,6 +706,7 @@ def predict_trs(lm, stimulus, encoding, layer, trs, context=80, pooling="last", 
     trs = np.atleast_1d(np.asarray(trs, dtype=int))
     device = next(lm.model.parameters()).device
     out = np.zeros((trs.size, encoding.n_voxels))
+    heads = {}
     for k in range(0, trs.size, batch_size):
         chunk = trs[k:k + batch_size]
         wins = [tr_window(stimulus, encoding, t, context) for t in chunk]
@@ -699,7 +718,7 @@ def predict_trs(lm, stimulus, encoding, layer, trs, context=80, pooling="last", 
             states = layer_states(lm.model, [layer], input_ids=batch["ids"], attention_mask=batch["mask"])[layer]
             feats = tr_features_from_states(states, batch["pool"])
             for j, t in enumerate(chunk):
-                head = BAHead.from_encoding(encoding, t).to(device)
+                head = _head_for(encoding, t, None, heads, device)
                 out[k + j] = head(feats[j:j + 1], batch["present"][j:j + 1])[0].double().cpu().numpy()
     return out
 
@@ -914,12 +933,14 @@ def attribute_subjects(lm, datasets, layers, context=80, pooling="last", methods
     layers = [int(layer) for layer in layers]
     nwp_layer = layers[len(layers) // 2] if nwp_layer is None else int(nwp_layer)
     order = [nwp_layer] + [layer for layer in layers if layer != nwp_layer]
-    frames, nwp = [], {}
+    frames, nwp, encs = [], {}, {}
     steps = [(layer, k) for layer in order for k in range(len(datasets))]
     for layer, k in tqdm(steps, desc="attribution (subject x layer)", disable=not progress, leave=False):
         ds = datasets[k]
-        enc = encode_subjects(lm, datasets, layer, context=context, pooling=pooling, inner_folds=inner_folds,
-                              progress=False)[k]
+        if layer not in encs:  # all subjects' fits of a layer come (or are read) together
+            encs = {layer: encode_subjects(lm, datasets, layer, context=context, pooling=pooling,
+                                           inner_folds=inner_folds, progress=False)}
+        enc = encs[layer][k]
         if trs is None:
             trs = held_out_trs(enc, fold, n_trs)
         tasks = ("ba", "nwp") if (layer == nwp_layer and k == 0) else ("ba",)
@@ -1035,8 +1056,7 @@ def ig_path(lm, dataset, encoding, layer, tr, alphas, context=80, pooling="last"
                                    device=device)
     alphas = np.asarray(alphas, dtype=np.float64)
     emb = lm.model.get_input_embeddings()(batch["ids"]).detach()
-    m = batch["attr"][..., None].to(emb.dtype)
-    base = emb * (1 - m) + _ig_baseline(lm, emb, ig_baseline) * m
+    base = _ig_baseline(lm, emb, batch["attr"], ig_baseline)
     rows = {t: [] for t in tasks}
     with torch.no_grad():
         for k in range(0, alphas.size, 8):

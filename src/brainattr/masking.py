@@ -109,6 +109,7 @@ def evaluate_windows(lm, dataset, encoding, layer, trs, context=80, pooling="las
         instances.append(A._instance(altered, window, pooling, with_next=window.next_word >= 0))
     prediction = np.zeros((trs.size, encoding.n_voxels))
     nwp = np.full(trs.size, np.nan)
+    heads = {}
     for k in tqdm(range(0, trs.size, batch_size), desc="windows", disable=not progress, leave=False):
         chunk = instances[k:k + batch_size]
         batch = A._collate(chunk, lm.tokenizer.pad_token_id, device)
@@ -118,7 +119,7 @@ def evaluate_windows(lm, dataset, encoding, layer, trs, context=80, pooling="las
             loss = A._nwp_loss(lm.model, final, batch)
             feats = A.tr_features_from_states(states, batch["pool"])
             for j, inst in enumerate(chunk):
-                head = A.BAHead.from_encoding(encoding, inst.window.tr).to(device)
+                head = A._head_for(encoding, inst.window.tr, None, heads, device)
                 prediction[k + j] = head(feats[j:j + 1], batch["present"][j:j + 1])[0].double().cpu().numpy()
                 if inst.nwp_range[1] > inst.nwp_range[0]:
                     nwp[k + j] = float(loss[j])

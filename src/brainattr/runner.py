@@ -354,9 +354,12 @@ def stages_markdown(build_dir: Path) -> str:
         return "*No stage was computed in the recorded runs (everything came from the cache).*\n"
     rows = {}
     for r in records:
-        key = r["stage"] if r["stage"] != "attribution" else \
+        # attribution rows per method and context; the paper's hours are per method
+        paper_key = r["stage"] if r["stage"] != "attribution" else f"attribution ({r.get('method')})"
+        key = paper_key if r["stage"] != "attribution" else \
             f"attribution ({r.get('method')}, {r.get('context')}-word context)"
-        row = rows.setdefault(key, {"seconds": 0.0, "events": 0, "units": 0, "notebooks": set()})
+        row = rows.setdefault(key, {"seconds": 0.0, "events": 0, "units": 0, "notebooks": set(),
+                                    "paper": PAPER_HOURS.get(paper_key, "")})
         row["seconds"] += float(r["seconds"])
         row["events"] += 1
         row["units"] += int(r.get("trs") or r.get("layers") or 0) if r["stage"] != "encoding" else 1
@@ -367,9 +370,8 @@ def stages_markdown(build_dir: Path) -> str:
         row = rows[key]
         u = unit.get(key, "TR")
         per = f"{row['seconds'] / row['units']:.2f} s per {u}" if row["units"] else ""
-        paper = PAPER_HOURS.get(key.split(",")[0] + (")" if "," in key else ""), "")
         lines.append(f"| {key} | {row['seconds']:.0f} s ({row['events']} runs) | {per} | "
-                     f"{', '.join(sorted(row['notebooks']))} | {paper} |")
+                     f"{', '.join(sorted(row['notebooks']))} | {row['paper']} |")
     return "\n".join(lines) + "\n"
 
 
