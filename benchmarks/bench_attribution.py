@@ -1,21 +1,32 @@
-"""Attribution and encoding throughput against the hardware's ceiling, measured in one run.
+"""Attribution throughput against the hardware's ceiling and a naive loop, measured in one run.
 
-Not a test: run it, read the ratios, keep the JSON. On the built-in model and simulated subject::
+Not a test: run it, read the ratios, keep the JSON. On the built-in model and simulated subjects::
 
-    python benchmarks/bench_attribution.py --trs 16 --out build/bench.json
+    python benchmarks/bench_attribution.py --trs 16 --subjects 3 --out build/bench_attribution.json
 
-It measures, on the same windows (held-out TRs of fold 0, ``--context`` words each):
+and at the paper's scale on a GPU, with a shape-true random-weight stand-in of a paper model::
 
-1. the ceiling: a bare forward + backward of the whole model to its input embeddings, in
-   tokens per second (batched like ours, no hooks, no head);
-2. our BA GxI (model truncated after ``--layer``), and BA + NWP sharing one forward;
-3. our IG (``--ig-steps`` steps, BA + NWP);
-4. the naive baseline: one TR at a time, captum ``InputXGradient`` in fp32, on our truncated target
-   and on the whole model with ``output_hidden_states`` (what a first implementation does);
-5. one encoding fit (leave-one-run-out ridge with inner CV) for the subject's voxels;
+    python benchmarks/bench_attribution.py --model shape-llama-3.2-1b --context 640 --subjects 8 \\
+        --precision bf16 --batch-size auto --device cuda
 
-and prints tokens/s and the ratios (ours / ceiling, ours / naive). Timings do not depend on the
-weights' values; on a GPU the same script runs the model there (``--device cuda``).
+It measures, on the same windows (held-out TRs of fold 0, ``--context`` words each, the model in
+``--precision``):
+
+1. the ceiling: a bare forward + backward of the whole model to its input embeddings, in tokens
+   per second (batched like ours, no hooks, no head);
+2. our BA GxI for one subject (model truncated after ``--layer``), BA + NWP sharing one forward,
+   and BA + NWP for ``--subjects`` subjects sharing the LM's forward and a batched backward,
+   against the same subjects attributed one call at a time;
+3. our IG (``--ig-steps`` steps, BA + NWP, one subject);
+4. the naive baseline: one TR at a time, captum ``InputXGradient`` on the whole model in fp32 with
+   ``output_hidden_states`` (what a first implementation does), one subject;
+5. for the built-in model, one encoding fit of the subjects' voxels (``bench_ridge.py`` times
+   ridge at the paper's size);
+
+then prints tokens/s, the ratios, and the extrapolated cost of the paper's GxI for this model (3
+layers x 8 subjects x the Harry Potter held-out TRs at this context). Shape-true models
+(``shape-<name>``, :func:`brainattr.models.shape_true_model`) have random weights and a random
+encoding head of the right width: run time does not depend on the values.
 """
 from __future__ import annotations
 
@@ -27,7 +38,28 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+
+#: Held-out TRs of the Harry Potter data: every kept TR is held out once across the 4 folds. About
+#: 1,351 TRs in 4 runs (unverified, see the paper notes) minus 20 + 15 trimmed per run.
+HP_HELD_OUT_TRS = 1351 - 4 * (20 + 15)
+#: The paper's GxI configuration per model: 3 layers (early, middle, late) x 8 subjects.
+PAPER_LAYERS, PAPER_SUBJECTS = 3, 8
+#: What each reported ratio compares (all measured in the same run, on the same windows).
+RATIOS = {
+    "ba_gxi_over_ceiling": "our BA GxI throughput (tokens/s, one subject) / the bare forward+backward's",
+    "ba_nwp_gxi_over_ceiling": "our BA+NWP GxI throughput (one forward for both) / the bare forward+backward's",
+    "subjects_shared_speedup": "all subjects in one pass vs one call per subject (time of the latter / the former)",
+    "shared_vs_naive_speedup": "naive captum loop (fp32, one TR at a time, whole model) / ours, per subject-TR "
+                               "(all subjects in one pass)",
+    "ba_gxi_vs_naive_speedup": "naive captum loop / ours, per TR, one subject",
+}
+
+
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def _timed(fn, repeats):
@@ -35,133 +67,173 @@ def _timed(fn, repeats):
     out = fn()
     best = float("inf")
     for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        _sync()
         start = time.perf_counter()
         out = fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        _sync()
         best = min(best, time.perf_counter() - start)
     return best, out
+
+
+def _encodings(lm, data, layer, context, random_head, seed=0):
+    """The subjects' encoding models: fitted on the LM's features, or on random features of its width."""
+    from brainattr.encoding import encode_subjects, fit_encoding
+
+    if not random_head:
+        return encode_subjects(lm, data, layer, context=context, inner_folds=5, progress=False)
+    rng = np.random.default_rng(seed)
+    stim = data[0].stimulus
+    feats = rng.standard_normal((stim.n_trs, lm.hidden_size)).astype(np.float32)
+    Y = np.concatenate([ds.responses for ds in data], axis=1)
+    fit = fit_encoding(feats, Y, stim.tr_runs, inner_folds=2, alphas=np.logspace(0, 4, 3), progress=False)
+    bounds = np.cumsum([0] + [ds.n_voxels for ds in data])
+    return [fit.select_voxels(np.arange(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def main(argv=None):
     from brainattr import attribution as A
     from brainattr.dataset import load_dataset
-    from brainattr.encoding import encode_subjects, fit_encoding
-    from brainattr.features import stimulus_tr_features
     from brainattr.models import load_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--model", default="smollm2-135m", help="a built-in, a shape-<name> stand-in or a local model")
     ap.add_argument("--layer", type=int, default=None, help="BA layer (default: the middle one)")
     ap.add_argument("--context", type=int, default=80)
     ap.add_argument("--trs", type=int, default=16, help="held-out TRs timed")
-    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--subjects", type=int, default=3, help="simulated subjects sharing one pass")
+    ap.add_argument("--batch-size", default="4", help="TRs per pass, or 'auto'")
     ap.add_argument("--ig-steps", type=int, default=20)
+    ap.add_argument("--ig-trs", type=int, default=4)
     ap.add_argument("--naive-trs", type=int, default=4, help="TRs of the (slow) naive captum loop")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", default="auto", help="auto (bf16 on a GPU, fp32 on CPU), fp32 or bf16")
     ap.add_argument("--out", default="build/bench_attribution.json")
     args = ap.parse_args(argv)
+    batch_size = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
 
-    lm = load_model(args.model, device=args.device)
-    device = next(lm.model.parameters()).device
+    lm = load_model(args.model, device=args.device, precision=args.precision)
+    param = next(lm.model.parameters())
+    device = param.device
     layer = lm.n_layers // 2 if args.layer is None else args.layer
-    ds = load_dataset("builtin", ["sub-01"], n_language_voxels=500, n_control_voxels=200)[0]
-    enc = encode_subjects(lm, [ds], layer, context=args.context, inner_folds=5, progress=False)[0]
+    data = load_dataset("builtin", args.subjects, n_language_voxels=500, n_control_voxels=200)
+    random_head = args.model.startswith("shape-")
+    encs = _encodings(lm, data, layer, args.context, random_head)
+    ds, enc = data[0], encs[0]
     trs = A.held_out_trs(enc, fold=0, n=args.trs)
     text = A._Text(lm, ds.stimulus)
     insts = [A._instance(text, A.tr_window(ds.stimulus, enc, int(t), args.context), "last", with_next=True)
              for t in trs]
     n_tokens = int(sum(len(i.ids) for i in insts))
+    step = 4 if batch_size == "auto" else batch_size
     results = {}
 
     # 1. the ceiling: forward + backward of the whole model, batched as ours, nothing else
     def bare():
-        for k in range(0, len(insts), args.batch_size):
-            batch = A._collate(insts[k:k + args.batch_size], lm.tokenizer.pad_token_id, device)
+        for k in range(0, len(insts), step):
+            batch = A._collate(insts[k:k + step], lm.tokenizer.pad_token_id, device)
             emb = lm.model.get_input_embeddings()(batch["ids"]).detach().requires_grad_(True)
             out = lm.model(inputs_embeds=emb, attention_mask=batch["mask"], use_cache=False)
-            torch.autograd.grad(out.logits[..., 0].sum(), emb)
+            torch.autograd.grad(out.logits[..., 0].float().sum(), emb)
     results["ceiling_fwd_bwd"] = _timed(bare, args.repeats)[0]
 
-    # 2-3. ours
-    def ours(tasks, methods):
-        return lambda: A.compute_attributions(lm, ds, enc, layer, trs, context=args.context, tasks=tasks,
-                                              methods=methods, batch_size=args.batch_size, ig_steps=args.ig_steps,
-                                              progress=False)
-    results["ours_ba_gxi"] = _timed(ours(("ba",), ("gxi",)), args.repeats)[0]
-    results["ours_ba_nwp_gxi"] = _timed(ours(("ba", "nwp"), ("gxi",)), args.repeats)[0]
-    ig_trs = trs[: max(1, len(trs) // 4)]
-    t_ig = _timed(lambda: A.compute_attributions(lm, ds, enc, layer, ig_trs, context=args.context,
-                                                 methods=("ig",), ig_steps=args.ig_steps, batch_size=1,
-                                                 progress=False), 1)[0]
+    # 2. ours: one subject, then all subjects in one pass, then one call per subject
+    common = dict(context=args.context, batch_size=batch_size, ig_steps=args.ig_steps, progress=False)
+
+    def ours(tasks, subjects=1):
+        return lambda: A.compute_attributions_subjects(lm, data[:subjects], encs[:subjects], layer, trs,
+                                                       tasks=tasks, **common)
+    results["ours_ba_gxi"] = _timed(ours(("ba",)), args.repeats)[0]
+    results["ours_ba_nwp_gxi"] = _timed(ours(("ba", "nwp")), args.repeats)[0]
+    S = len(data)
+    results["ours_subjects_shared"] = _timed(ours(("ba", "nwp"), S), args.repeats)[0]
+    results["ours_subjects_one_by_one"] = _timed(
+        lambda: [A.compute_attributions(lm, d, e, layer, trs, tasks=("ba", "nwp") if k == 0 else ("ba",), **common)
+                 for k, (d, e) in enumerate(zip(data, encs))], args.repeats)[0]
+
+    # 3. IG, one subject
+    ig_trs = trs[:args.ig_trs]
+    t_ig = _timed(lambda: A.compute_attributions(lm, ds, enc, layer, ig_trs, methods=("ig",),
+                                                 **dict(common, batch_size=1)), 1)[0]
     results["ours_ig_per_tr"] = t_ig / len(ig_trs)
 
-    # 4. naive: one TR at a time, captum InputXGradient, fp32
+    # 4. naive: one TR at a time, captum InputXGradient, fp32, the whole model with output_hidden_states
     from captum.attr import InputXGradient
 
+    naive_lm = lm if param.dtype == torch.float32 else A.with_precision(lm, torch.float32)
     vox = A.voxel_mask("language", ds)
-    naive_insts = insts[: args.naive_trs]
+    naive_insts = insts[:args.naive_trs]
 
-    def naive_loop(target_of):
-        """One TR at a time: ``target_of(head, single, measured)`` is the function captum attributes."""
+    def naive_loop():
         for inst in naive_insts:
             head = A.BAHead.from_encoding(enc, inst.window.tr, vox).to(device)
             measured = torch.as_tensor(enc.measured_tr(inst.window.tr, ds.responses)[vox][None],
                                        dtype=torch.float32, device=device)
-            single = A._collate([inst], lm.tokenizer.pad_token_id, device)
-            emb = lm.model.get_input_embeddings()(single["ids"]).detach().requires_grad_(True)
-            InputXGradient(target_of(head, single, measured)).attribute(emb)
+            single = A._collate([inst], naive_lm.tokenizer.pad_token_id, device)
+            emb = naive_lm.model.get_input_embeddings()(single["ids"]).detach().requires_grad_(True)
 
-    def truncated(head, single, measured):
-        return lambda e: A._targets(lm, layer, head, e, single, measured, ("ba",))["ba"]
+            def target(e):
+                states = naive_lm.model(inputs_embeds=e, attention_mask=single["mask"], output_hidden_states=True,
+                                        use_cache=False).hidden_states[layer]
+                pred = head(A.tr_features_from_states(states, single["pool"]), single["present"])
+                return ((pred - measured) ** 2).mean(1)
+            InputXGradient(target).attribute(emb)
+    results["naive_ba_gxi_per_tr"] = _timed(naive_loop, 1)[0] / len(naive_insts)
+    del naive_lm
 
-    # 4b. naive and unaware: the whole model with output_hidden_states (deeper blocks and LM head run too)
-    def whole_model(head, single, measured):
-        def target(e):
-            states = lm.model(inputs_embeds=e, attention_mask=single["mask"].expand(e.shape[0], -1),
-                              output_hidden_states=True, use_cache=False).hidden_states[layer]
-            pred = head(A.tr_features_from_states(states, single["pool"].expand(e.shape[0], -1, -1)),
-                        single["present"].expand(e.shape[0], -1))
-            return ((pred - measured) ** 2).mean(1)
-        return target
+    # 5. one encoding fit of the subjects' voxels (built-in model: its features are cached above)
+    if not random_head:
+        from brainattr.encoding import fit_encoding
+        from brainattr.features import stimulus_tr_features
 
-    results["naive_ba_gxi_per_tr"] = _timed(lambda: naive_loop(truncated), 1)[0] / len(naive_insts)
-    results["naive_full_ba_gxi_per_tr"] = _timed(lambda: naive_loop(whole_model), 1)[0] / len(naive_insts)
+        feats = stimulus_tr_features(lm, ds.stimulus, [layer], context=args.context, progress=False)[layer]
+        Y = np.concatenate([d.responses for d in data], axis=1)
+        results["encoding_fit"] = _timed(lambda: fit_encoding(feats, Y, ds.stimulus.tr_runs, inner_folds=5,
+                                                              progress=False), 1)[0]
 
-    # 5. one encoding fit of this layer (features cached above)
-    feats = stimulus_tr_features(lm, ds.stimulus, [layer], context=args.context, progress=False)[layer]
-    results["encoding_fit"] = _timed(lambda: fit_encoding(feats, ds.responses, ds.stimulus.tr_runs, inner_folds=5,
-                                                          progress=False), 1)[0]
-
-    per_tr = {k: results[k] / len(trs) for k in ("ceiling_fwd_bwd", "ours_ba_gxi", "ours_ba_nwp_gxi")}
+    n = len(trs)
+    per_subject_tr = {"ours_ba_gxi": results["ours_ba_gxi"] / n,
+                      "ours_ba_nwp_gxi": results["ours_ba_nwp_gxi"] / n,
+                      "ours_subjects_shared": results["ours_subjects_shared"] / (n * S),
+                      "ours_subjects_one_by_one": results["ours_subjects_one_by_one"] / (n * S),
+                      "ours_ig": results["ours_ig_per_tr"], "naive_ba_gxi": results["naive_ba_gxi_per_tr"]}
+    best = per_subject_tr["ours_subjects_shared"]
+    paper_hours = PAPER_LAYERS * PAPER_SUBJECTS * HP_HELD_OUT_TRS * best / 3600
     report = {
         "machine": {"platform": platform.platform(), "python": sys.version.split()[0], "torch": torch.__version__,
                     "device": str(device), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
-                    "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
-        "setup": {"model": lm.name, "layer": layer, "context": args.context, "trs": len(trs), "tokens": n_tokens,
-                  "batch_size": args.batch_size, "ig_steps": args.ig_steps, "voxels_fitted": int(ds.n_voxels)},
+                    "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                    "date": time.strftime("%Y-%m-%d %H:%M")},
+        "setup": {"model": lm.name, "n_layers": lm.n_layers, "hidden": lm.hidden_size, "layer": layer,
+                  "precision": str(param.dtype).replace("torch.", ""), "context": args.context, "trs": n,
+                  "tokens": n_tokens, "subjects": S, "batch_size": args.batch_size, "ig_steps": args.ig_steps,
+                  "random_head": random_head, "voxels_per_subject": int(ds.n_voxels)},
         "seconds": results,
+        "seconds_per_subject_tr": per_subject_tr,
         "tokens_per_second": {"ceiling_fwd_bwd": n_tokens / results["ceiling_fwd_bwd"],
                               "ours_ba_gxi": n_tokens / results["ours_ba_gxi"],
                               "ours_ba_nwp_gxi": n_tokens / results["ours_ba_nwp_gxi"]},
-        "seconds_per_tr": {**per_tr, "ours_ig": results["ours_ig_per_tr"], "naive_ba_gxi": results["naive_ba_gxi_per_tr"],
-                           "naive_full_model_ba_gxi": results["naive_full_ba_gxi_per_tr"]},
-        "ratios": {"ours_ba_gxi / ceiling (throughput)": results["ceiling_fwd_bwd"] / results["ours_ba_gxi"],
-                   "ours_ba_nwp_gxi / ceiling (throughput)": results["ceiling_fwd_bwd"] / results["ours_ba_nwp_gxi"],
-                   "ours_ba_gxi vs naive captum loop, same truncated target (speed-up)":
-                       results["naive_ba_gxi_per_tr"] / per_tr["ours_ba_gxi"],
-                   "ours_ba_gxi vs naive captum loop, whole model (speed-up)":
-                       results["naive_full_ba_gxi_per_tr"] / per_tr["ours_ba_gxi"]},
+        # throughput ratios (ours / ceiling) and speed-ups (slower / faster); what each compares: RATIOS
+        "ratios": {
+            "ba_gxi_over_ceiling": results["ceiling_fwd_bwd"] / results["ours_ba_gxi"],
+            "ba_nwp_gxi_over_ceiling": results["ceiling_fwd_bwd"] / results["ours_ba_nwp_gxi"],
+            "subjects_shared_speedup": results["ours_subjects_one_by_one"] / results["ours_subjects_shared"],
+            "shared_vs_naive_speedup": per_subject_tr["naive_ba_gxi"] / best,
+            "ba_gxi_vs_naive_speedup": per_subject_tr["naive_ba_gxi"] / per_subject_tr["ours_ba_gxi"]},
+        "ratio_notes": RATIOS,
+        "extrapolation": {
+            "paper_gxi_hours_for_this_model": paper_hours,
+            "how": f"{PAPER_LAYERS} layers x {PAPER_SUBJECTS} subjects x {HP_HELD_OUT_TRS} held-out TRs x "
+                   f"{best:.4g} s per subject-TR (BA+NWP, {S} subjects per pass, layer {layer} of {lm.n_layers} "
+                   f"standing for the three), at {args.context}-word context on this device"},
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=2))
     os.replace(tmp, out)
-    print(json.dumps({k: report[k] for k in ("setup", "seconds_per_tr", "tokens_per_second", "ratios")}, indent=2))
+    print(json.dumps({k: report[k] for k in ("setup", "seconds_per_subject_tr", "tokens_per_second", "ratios",
+                                             "extrapolation")}, indent=2))
     print(f"wrote {out}")
 
 

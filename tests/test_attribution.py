@@ -250,7 +250,7 @@ def test_killed_run_resumes_without_recomputing(setup, monkeypatch):
     kw = dict(context=8, methods=("gxi",), batch_size=2, part_size=2, progress=False)
     reference = A.attribute(lm, ds, enc, LAYER, trs=trs, cache=False, **kw)
 
-    real = A.compute_attributions
+    real = A.compute_attributions_subjects
     seen = []
 
     def killed_after_two_parts(*args, **kwargs):
@@ -259,7 +259,7 @@ def test_killed_run_resumes_without_recomputing(setup, monkeypatch):
         seen.append(list(args[4]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(A, "compute_attributions", killed_after_two_parts)
+    monkeypatch.setattr(A, "compute_attributions_subjects", killed_after_two_parts)
     with pytest.raises(KeyboardInterrupt):
         A.attribute(lm, ds, enc, LAYER, trs=trs, **kw)
     folder = next(iter(A.table_path(ds, lm.name, LAYER, 8, "ba", "gxi").parent.glob("ba_gxi*")))
@@ -270,7 +270,7 @@ def test_killed_run_resumes_without_recomputing(setup, monkeypatch):
 
     done_before = [t for part in seen for t in part]
     seen.clear()
-    monkeypatch.setattr(A, "compute_attributions", lambda *a, **k: (seen.append(list(a[4])), real(*a, **k))[1])
+    monkeypatch.setattr(A, "compute_attributions_subjects", lambda *a, **k: (seen.append(list(a[4])), real(*a, **k))[1])
     resumed = A.attribute(lm, ds, enc, LAYER, trs=trs, **kw)
     recomputed = [t for part in seen for t in part]
     assert sorted(recomputed + done_before) == sorted(trs.tolist())   # only the missing TRs
@@ -311,3 +311,122 @@ def test_attribute_subjects_long_table(tiny_lm):
     assert a.shape == b.shape and not np.allclose(a, b)   # each subject has its own encoding head
     again = A.attribute_subjects(tiny_lm, data, layers=[1, 3], context=12, n_trs=3, inner_folds=3, progress=False)
     pd.testing.assert_frame_equal(out, again)             # stored: the rerun reads the same tables
+
+
+# ---------------------------------------------------------------- several subjects, one LM pass
+@pytest.fixture(scope="module")
+def two_subjects(setup):
+    """A second subject on the same text, with other voxels (another encoding model)."""
+    lm, ds, enc, feats = setup
+    rng = np.random.default_rng(1)
+    Y = feats @ rng.standard_normal((feats.shape[1], 7)) + 0.5 * rng.standard_normal((ds.stimulus.n_trs, 7))
+    ds2 = dataclasses.replace(ds, subject="sub-02", responses=Y, voxel_coords=np.zeros((7, 3)),
+                              voxel_labels=np.array(["lang"] * 5 + ["control"] * 2),
+                              voxel_is_language=np.arange(7) < 5)
+    return lm, [ds, ds2], [enc, fit_encoding(feats, Y, ds.stimulus.tr_runs, inner_folds=5, progress=False)]
+
+
+@pytest.mark.parametrize("method", ["gxi", "ig"])
+def test_subjects_sharing_one_pass_equal_one_subject_at_a_time(two_subjects, method):
+    lm, data, encs = two_subjects
+    trs = np.concatenate([encs[0].test_trs[1][:2], encs[0].test_trs[2][:1]])   # two folds: two head groups
+    kw = dict(context=8, methods=(method,), ig_steps=4, batch_size=2, progress=False)
+    together = A.compute_attributions_subjects(lm, data, encs, LAYER, trs, **kw)
+    for ds, enc, got in zip(data, encs, together):
+        alone = A.compute_attributions(lm, ds, enc, LAYER, trs, **kw)
+        for key in alone:
+            pd.testing.assert_frame_equal(got[key], alone[key], rtol=1e-4, atol=1e-7)
+    assert together[0][("nwp", method)] is together[1][("nwp", method)]
+
+
+def test_subject_gradients_batched_or_one_by_one_agree(two_subjects, monkeypatch):
+    lm, data, encs = two_subjects
+    trs = encs[0].test_trs[1][:2]
+    kw = dict(context=8, tasks=("ba",), progress=False)
+    batched = A.compute_attributions_subjects(lm, data, encs, LAYER, trs, **kw)
+    real_grad = torch.autograd.grad
+
+    def no_vmap(*args, **kwargs):
+        if kwargs.get("is_grads_batched"):
+            raise RuntimeError("Batching rule not implemented for a custom kernel")
+        return real_grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", no_vmap)
+    monkeypatch.setattr(A, "_UNBATCHED_VJP", set())
+    looped = A.compute_attributions_subjects(lm, data, encs, LAYER, trs, **kw)
+    assert A._UNBATCHED_VJP == {lm.name}                      # remembered: not tried again for this model
+    for a, b in zip(batched, looped):
+        pd.testing.assert_frame_equal(a[("ba", "gxi")], b[("ba", "gxi")], rtol=1e-5, atol=1e-8)
+
+
+def test_subjects_of_different_texts_are_refused(two_subjects):
+    lm, data, encs = two_subjects
+    other = dataclasses.replace(encs[1], tr_runs=encs[1].tr_runs[::-1].copy())
+    with pytest.raises(ValueError, match="did not read the same text"):
+        A.compute_attributions_subjects(lm, data, [encs[0], other], LAYER, encs[0].test_trs[1][:1], progress=False)
+    with pytest.raises(ValueError, match="one encoding model per subject"):
+        A.compute_attributions_subjects(lm, data, encs[:1], LAYER, encs[0].test_trs[1][:1], progress=False)
+
+
+def test_attribute_layer_stores_what_attribute_reads(two_subjects, monkeypatch):
+    lm, data, encs = two_subjects
+    trs = A.held_out_trs(encs[0], fold=2, n=3)
+    kw = dict(context=9, methods=("gxi",), progress=False)
+    stored = A.attribute_layer(lm, data, encs, LAYER, trs=trs, **kw)
+    monkeypatch.setattr(A, "compute_attributions_subjects", lambda *a, **k: pytest.fail("recomputed"))
+    for ds, enc, tables in zip(data, encs, stored):
+        read = A.attribute(lm, ds, enc, LAYER, trs=trs, **kw)
+        assert set(read) == set(tables) == {("ba", "gxi"), ("nwp", "gxi")}
+        for key in read:
+            pd.testing.assert_frame_equal(read[key].to_pandas(), tables[key].to_pandas())
+
+
+# ---------------------------------------------------------------- memory
+def test_batches_are_split_when_memory_runs_out(setup, monkeypatch):
+    lm, ds, enc, _ = setup
+    trs = enc.test_trs[1][:4]
+    kw = dict(context=8, tasks=("ba",), batch_size=4, progress=False)
+    reference = A.compute_attributions(lm, ds, enc, LAYER, trs, **kw)
+    real_gxi, sizes = A._gxi, []
+
+    def small_memory(lm_, layer, head, batch, *args):
+        sizes.append(batch["ids"].shape[0])
+        if batch["ids"].shape[0] > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_gxi(lm_, layer, head, batch, *args)
+
+    monkeypatch.setattr(A, "_gxi", small_memory)
+    with pytest.warns(UserWarning, match="out of memory with a batch of 4 TRs"):
+        split = A.compute_attributions(lm, ds, enc, LAYER, trs, **kw)
+    assert sizes == [4, 2, 1, 1, 2, 1, 1]
+    pd.testing.assert_frame_equal(split[("ba", "gxi")], reference[("ba", "gxi")], rtol=1e-5, atol=1e-8)
+
+    monkeypatch.setattr(A, "_gxi", lambda *a: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("out of memory")))
+    with pytest.raises(MemoryError, match="Lower `context`"), pytest.warns(UserWarning):
+        A.compute_attributions(lm, ds, enc, LAYER, trs[:2], **dict(kw, batch_size=2))
+    with pytest.raises(ValueError, match="batch_size must be a positive int or 'auto'"):
+        A.compute_attributions(lm, ds, enc, LAYER, trs[:2], **dict(kw, batch_size=0))
+
+
+def test_auto_batch_size_scales_with_free_memory_and_length():
+    kw = dict(hidden=2048, n_blocks=16, bytes_per_value=2)
+    base = A.auto_batch_size(900, free_bytes=70e9, **kw)
+    assert 1 <= base <= 64
+    assert A.auto_batch_size(900, free_bytes=35e9, **kw) <= base
+    assert A.auto_batch_size(7200, free_bytes=70e9, **kw) < base
+    assert A.auto_batch_size(900, free_bytes=70e9, **dict(kw, bytes_per_value=4)) < base
+    assert A.auto_batch_size(10**6, free_bytes=1e9, **kw) == 1
+    assert A.auto_batch_size(10, free_bytes=1e12, **kw) == 64
+
+
+def test_bf16_attributions_agree_with_fp32(setup):
+    lm, ds, enc, _ = setup
+    trs = enc.test_trs[1][:2]
+    check = A.compare_precision(lm, ds, enc, LAYER, trs, context=8)
+    assert set(check["task"]) == {"ba", "nwp"} and len(check) == 4
+    assert (check["precision"] == "bfloat16").all() and (check["reference"] == "float32").all()
+    assert (check["spearman"] > 0.95).all(), check       # same words matter (bf16 keeps ~3 significant digits)
+    assert (check["target_difference"] < 0.05).all(), check
+    assert (check["max_difference"] > 0).all()            # the copy really ran in bfloat16
+    lm16 = A.with_precision(lm, "bf16")
+    assert lm16.name == lm.name + "-bf16" and A.with_precision(lm16, "fp32").name == lm.name

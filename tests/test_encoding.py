@@ -243,3 +243,39 @@ def test_kernel_and_primal_solvers_agree_when_more_trs_than_features():
     np.testing.assert_array_equal(kern.alphas, prim.alphas)
     np.testing.assert_allclose(kern.weights, prim.weights, rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(kern.scores, prim.scores, atol=1e-5)
+
+
+# ---------------------------------------------------------------- backends
+@pytest.mark.parametrize("solver, H", [("primal", 8), ("kernel", 100)])
+def test_torch_backend_matches_numpy(solver, H):
+    """himalaya's torch backend (float32; on CPU here, torch_cuda on a GPU) gives numpy's (float64) fit."""
+    pytest.importorskip("torch")
+    X, Y, runs = planted(H=H, seed=1)
+    kw = dict(trim=(2, 3), gap=3, alphas=np.logspace(-1, 5, 7), inner_folds=5, progress=False, solver=solver)
+    ref = fit_encoding(X, Y, runs, backend="numpy", **kw)
+    got = fit_encoding(X, Y, runs, backend="torch", **kw)
+    assert got.weights.dtype == np.float32
+    np.testing.assert_allclose(got.alphas, ref.alphas, rtol=1e-5)             # same penalty for every voxel
+    np.testing.assert_allclose(got.weights, ref.weights, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(got.predictions, ref.predictions, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(got.scores, ref.scores, atol=1e-5)
+
+
+def test_auto_backend_is_numpy_on_cpu_with_unchanged_cache_keys(tmp_path, monkeypatch):
+    from brainattr.encoding import resolve_backend
+
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_backend() == "numpy" and resolve_backend("torch") == "torch"
+    monkeypatch.setenv("BRAINATTR_CACHE", str(tmp_path))
+    X, Y, runs = planted(n_runs=2, run_len=40, H=4, n_signal=2, n_noise=1)
+    kw = dict(trim=(2, 2), gap=2, alphas=[1.0, 100.0], inner_folds=3, progress=False, cache={"model": "toy"})
+    default = fit_encoding(X, Y, runs, **kw)                                # "auto" = numpy on CPU
+    assert len(list((tmp_path / "encoding").glob("*.npz"))) == 1
+    numpy = fit_encoding(X, Y, runs, backend="numpy", **kw)                 # same key: a cache hit
+    np.testing.assert_array_equal(numpy.weights, default.weights)
+    assert len(list((tmp_path / "encoding").glob("*.npz"))) == 1
+    fit_encoding(X, Y, runs, backend="torch", **kw)                          # float32 fits are cached apart
+    assert len(list((tmp_path / "encoding").glob("*.npz"))) == 2
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_backend("auto") == "torch_cuda"

@@ -112,3 +112,78 @@ def test_paper_models_table():
     with open(os.path.join(os.path.dirname(__file__), os.pardir, "params.yml")) as fh:
         params = yaml.safe_load(fh)
     assert set(params["profiles"]["paper"]["notebooks"]["02_brain_alignment"]["models"]) == set(PAPER_MODELS)
+
+
+# ---------------------------------------------------------------- shape-true random models (benchmarks)
+def _block_params(cfg):
+    """Parameters of one decoder block, by hand from a SHAPE_CONFIGS entry."""
+    H = cfg["hidden_size"]
+    if cfg["config_class"] == "MambaConfig":
+        inner, rank, state, k = cfg["expand"] * H, cfg["time_step_rank"], cfg["state_size"], cfg["conv_kernel"]
+        return (H * 2 * inner + inner * k + inner + inner * (rank + 2 * state) + rank * inner + inner
+                + inner * state + inner + inner * H + H)    # in, conv (+bias), x, dt (+bias), A_log, D, out, norm
+    heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    hd = cfg.get("head_dim", H // heads)
+    attention = 2 * H * heads * hd + 2 * H * kv * hd + (heads * hd + 2 * kv * hd if cfg["config_class"] == "Qwen2Config"
+                                                       else 0)
+    return attention + 3 * H * cfg["intermediate_size"] + 2 * H   # q, o, k, v (+ Qwen2's biases), gated MLP, 2 norms
+
+
+def test_shape_configs_agree_with_the_paper_models_and_their_sizes():
+    from brainattr.models import PAPER_MODELS, SHAPE_CONFIGS, decoder_layers, shape_true_model
+
+    # parameter counts of the real checkpoints, in billions as their model cards / hub pages round them
+    published = {"meta-llama/Llama-3.2-1B": 1.24, "google/gemma-2b": 2.51, "Qwen/Qwen2-1.5B": 1.54,
+                 "tiiuae/Falcon3-1B-Base": 1.67, "state-spaces/mamba-1.4b-hf": 1.37, "HuggingFaceTB/SmolLM2-135M": 0.13}
+    assert set(SHAPE_CONFIGS) == (set(PAPER_MODELS) - {"Zyphra/Zamba2-1.2B"}) | {"HuggingFaceTB/SmolLM2-135M"}
+    for hf_id, cfg in SHAPE_CONFIGS.items():
+        lm = shape_true_model(hf_id, tokenizer_from="tiny-random", device="meta")   # shapes only: no memory
+        facts = PAPER_MODELS.get(hf_id, dict(n_layers=30, hidden_size=576, max_positions=8192,
+                                             architecture="LlamaForCausalLM"))
+        assert (lm.n_layers, lm.hidden_size, lm.max_positions) == (
+            facts["n_layers"], facts["hidden_size"], facts["max_positions"]), hf_id
+        assert type(lm.model).__name__ == facts["architecture"], hf_id
+        assert lm.name == "shape-" + hf_id.split("/")[1].lower() + "-tok-tiny-random"
+        block = sum(p.numel() for p in decoder_layers(lm.model)[0].parameters())
+        assert block == _block_params(cfg), hf_id
+        embeddings = cfg["vocab_size"] * cfg["hidden_size"] * (1 if cfg["tie_word_embeddings"] else 2)
+        total = sum(p.numel() for p in lm.model.parameters())
+        assert total == embeddings + cfg["num_hidden_layers"] * block + cfg["hidden_size"], hf_id   # + final norm
+        assert round(total / 1e9, 2) == published[hf_id], hf_id
+
+
+def test_shape_true_model_builds_truncated_runs_and_loads_by_name():
+    from brainattr.models import SlowKernelWarning, shape_true_model
+
+    lm = shape_true_model("smollm2-135m", tokenizer_from="tiny-random", n_layers=1)
+    assert (lm.name, lm.n_layers, lm.hidden_size) == ("shape-smollm2-135m-L1-tok-tiny-random", 1, 576)
+    assert lm.model.lm_head.weight is lm.model.model.embed_tokens.weight          # tied, as the checkpoint
+    assert not any(p.requires_grad for p in lm.model.parameters())
+    ids = torch.arange(3, 11)[None]                                                   # 8 tokens
+    with torch.no_grad():
+        logits = lm.model(ids).logits
+    assert logits.shape == (1, 8, 49152) and torch.isfinite(logits).all() and logits.std() > 0
+    again = load_model("shape-smollm2-135m-L1-tok-tiny-random")                     # the name loads it back
+    torch.testing.assert_close(again.model.lm_head.weight, lm.model.lm_head.weight)  # seed 0 both times
+    with pytest.warns(SlowKernelWarning):
+        mamba = load_model("shape-mamba-1.4b-hf-L1-seed1-tok-tiny-random")
+    with torch.no_grad():
+        assert torch.isfinite(mamba.model(ids).logits).all()
+    with pytest.raises(ValueError, match="n_layers must be an int from 1 to 16"):
+        shape_true_model("meta-llama/Llama-3.2-1B", n_layers=17, device="meta")
+    with pytest.raises(ValueError, match="no shape config for 'gpt5'; available: meta-llama/Llama-3.2-1B"):
+        shape_true_model("gpt5")
+
+
+def test_precision_names_dtypes_and_keeps_caches_apart():
+    from brainattr.models import resolve_dtype
+
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype("auto", "cuda") == torch.bfloat16
+    assert resolve_dtype("bf16") == torch.bfloat16 and resolve_dtype(torch.float16) == torch.float16
+    with pytest.raises(ValueError, match="unknown precision 'half'"):
+        resolve_dtype("half")
+    lm = load_model("tiny-random", precision="bf16")
+    assert next(lm.model.parameters()).dtype == torch.bfloat16
+    assert lm.name == "tiny-random-bf16"                      # its features and tables are cached apart
+    assert load_model("tiny-random", precision="auto", device="cpu").name == "tiny-random"

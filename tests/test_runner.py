@@ -173,19 +173,43 @@ def test_stage_table_sums_the_latest_runs(tmp_path):
 
     log = tmp_path / runner.STAGE_LOG
     records = [dict(stage="attribution", method="gxi", trs=48, seconds=10.0, notebook="03_attribution", context=80),
-               dict(stage="attribution", method="gxi", trs=16, seconds=2.0, notebook="04_important_words", context=80),
+               dict(stage="attribution", method="gxi", trs=16, seconds=2.0, notebook="04_important_words", context=80,
+                    subjects=3),
                dict(stage="attribution", method="gxi", trs=2, seconds=9.0, notebook="08_controls", context=640),
                dict(stage="attribution", method="ig", trs=8, seconds=72.0, notebook="03_attribution", context=80),
                dict(stage="encoding", seconds=19.0, voxels=2100, notebook="02_brain_alignment"),
                dict(stage="feature extraction", layers=2, seconds=30.0, notebook="02_brain_alignment")]
     log.write_text("".join(_json.dumps(r) + "\n" for r in records))
     table = runner.stages_markdown(tmp_path)
-    assert "| attribution (gxi, 80-word context) | 12 s (2 runs) | 0.19 s per TR |" in table
-    assert "| attribution (gxi, 640-word context) | 9 s (1 runs) | 4.50 s per TR | 08_controls | ≈ 1,501 h" in table
-    assert "| attribution (ig, 80-word context) | 72 s (1 runs) | 9.00 s per TR | 03_attribution | ≈ 329 h |" in table
+    # a pass shared by 3 subjects counts 3 subject-TRs per TR: (48 + 16 * 3) subject-TRs in 12 s
+    assert "| attribution (gxi, 80-word context) | 12 s (2 runs) | 0.12 s per subject-TR |" in table
+    assert "| attribution (gxi, 640-word context) | 9 s (1 runs) | 4.50 s per subject-TR | 08_controls | ≈ 1,501 h" in table
+    assert "| attribution (ig, 80-word context) | 72 s (1 runs) | 9.00 s per subject-TR | 03_attribution | ≈ 329 h |" in table
     assert "| encoding | 19 s (1 runs) | 19.00 s per fit |" in table
     assert "15.00 s per layer" in table and "≈ 219 h" in table
     runner._forget_stages(log, "03_attribution")      # rerunning chapter 3 replaces its records
     assert "attribution (ig" not in runner.stages_markdown(tmp_path)
     assert "(no stage" not in table
     assert "everything came from the cache" in runner.stages_markdown(tmp_path / "empty")
+
+
+def test_benchmark_tables_read_the_committed_results(tmp_path):
+    from brainattr import runner
+
+    assert "No benchmark results" in runner.benchmarks_markdown(tmp_path)
+    machine = dict(gpu=None, threads=2)
+    (tmp_path / "bench_attribution_x.json").write_text(json.dumps(dict(
+        machine=machine, setup=dict(model="m", layer=15, n_layers=30, precision="float32", context=80, tokens=1600,
+                                    trs=16, subjects=3),
+        tokens_per_second=dict(ceiling_fwd_bwd=250.0, ours_ba_gxi=500.0),
+        seconds_per_subject_tr=dict(ours_subjects_shared=0.25, naive_ba_gxi=0.5, ours_ig=8.0),
+        ratios=dict(ba_gxi_over_ceiling=2.0, subjects_shared_speedup=1.3, shared_vs_naive_speedup=2.0),
+        extrapolation=dict(paper_gxi_hours_for_this_model=2016.0))))
+    (tmp_path / "bench_ridge_y.json").write_text(json.dumps(dict(
+        machine=dict(gpu="NVIDIA H100", threads=16),
+        setup=dict(voxels=30000, design_columns=8192, trs=1200, outer_folds=4, inner_folds=10, alphas=16,
+                   backend="torch_cuda", dtype="float32"), seconds=dict(fit=7.5))))
+    table = runner.benchmarks_markdown(tmp_path)
+    assert ("| m (layer 15/30) | CPU, 2 threads | float32 | 80 words (100) | 3 | 250 tok/s | 500 tok/s | 2.00× | "
+            "0.25 s | 1.30× faster | 0.5 s | 2.0× | 8 s | 2,016 h |") in table
+    assert "| NVIDIA H100 | torch_cuda, float32 | 30,000 × 8,192 × 1,200 | 4 × 10, 16 | 7.5 s |" in table

@@ -15,14 +15,21 @@ For one target TR ``t`` (paper, Sec. 4; Fig. 1):
   that follows, with teacher forcing; the LM head is applied only at those positions.
 - **methods**: Gradient x Input (``"gxi"``, Shrikumar et al. 2016) and Integrated Gradients
   (``"ig"``, Sundararajan et al. 2017; Gauss-Legendre steps as in captum, all-zero embedding
-  baseline by default, see below) on the input embeddings of the window's tokens, summed over the embedding dimension and
-  over each word's tokens. Special tokens (BOS) and the teacher-forced tokens of the next word
+  baseline by default, see below) on the input embeddings of the window's tokens, summed over
+  the embedding dimension and over each word's tokens. Special tokens (BOS) and the teacher-forced tokens of the next word
   are held fixed: they are not attributed.
 
 Each TR is attributed with the encoding model of the fold that held it out
 (:meth:`brainattr.encoding.EncodingResult.fold_of`). When both tasks are asked for, one forward
 pass of the full model serves both: layer L is captured with a hook and two backward passes
-share the graph.
+share the graph. Subjects who read the same text share the LM's work too
+(:func:`compute_attributions_subjects`, :func:`attribute_layer`): one forward pass feeds every
+subject's head, and their gradients go back in one batched backward pass (one cotangent per
+subject). The head and the loss run in at least float32 when the LM runs in bfloat16
+(:func:`compare_precision` checks what bfloat16 changes). Batches hold ``batch_size`` TR windows
+(``"auto"``: sized to a GPU's free memory, :func:`auto_batch_size`); a batch that runs out of
+memory is split in two and retried, and a single window that does not fit raises a
+``MemoryError`` saying which setting to lower.
 
 IG baselines: ``"zero"`` (the paper's all-zero embedding), ``"pad"`` or ``"eos"`` (the padding
 or end-of-text token's embedding at every window position). With the zero baseline, in models whose blocks start with
@@ -414,12 +421,21 @@ def _nwp_loss(model, final, batch):
     return (nll * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
+def _wide(x):
+    """``x`` in float32 if it is in a 16-bit float type, else unchanged (float64 tests stay float64)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def _targets(lm, layer, head, embeds, batch, measured, tasks):
     """Per-instance scalar targets for the requested tasks.
 
+    ``head`` and ``measured`` are one subject's (a :class:`BAHead` and a tensor of shape
+    ``(batch, n_voxels)``) or lists of several subjects' who read the same text: the LM runs once
+    and each head reads the same layer-L states.
+
     Returns
     -------
-    dict task -> tensor of shape (batch,)
+    dict task -> tensor of shape (batch,), or (n_subjects, batch) for ``"ba"`` with lists
     """
     out = {}
     if "nwp" in tasks:
@@ -428,26 +444,71 @@ def _targets(lm, layer, head, embeds, batch, measured, tasks):
     elif "ba" in tasks:
         states = layer_states(lm.model, [layer], inputs_embeds=embeds, attention_mask=batch["mask"])[layer]
     if "ba" in tasks:
-        pred = head(tr_features_from_states(states, batch["pool"]), batch["present"])
-        out["ba"] = ((pred - measured.to(pred.dtype)) ** 2).mean(1)
+        # the head and the MSE run in at least float32 whatever the LM's precision (sums over voxels)
+        feats = tr_features_from_states(_wide(states), batch["pool"])
+        if isinstance(head, (list, tuple)):
+            out["ba"] = torch.stack([((h(feats, batch["present"]) - m.to(feats.dtype)) ** 2).mean(1)
+                                     for h, m in zip(head, measured)])
+        else:
+            out["ba"] = ((head(feats, batch["present"]) - measured.to(feats.dtype)) ** 2).mean(1)
     return {t: out[t] for t in tasks}
 
 
-def _grads(targets, embeds):
-    """Gradient of each task's summed targets w.r.t. ``embeds`` (instances are independent)."""
+#: Models (by name) whose backward pass could not be batched over subjects with ``vmap`` (custom
+#: kernels without a batching rule): their subjects' gradients are taken one after the other.
+_UNBATCHED_VJP = set()
+
+
+def _is_oom(err):
+    """Whether ``err`` is an out-of-memory error (CUDA, or a failed CPU allocation)."""
+    text = str(err).lower()
+    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in text or "can't allocate" in text
+
+
+def _subject_grads(targets, embeds, retain_graph, model_key=None):
+    """Gradients of each subject's summed targets from one forward, (n_subjects, *embeds.shape).
+
+    The subjects' vector-Jacobian products go through the LM's backward together
+    (``is_grads_batched``: one batched backward pass instead of one per subject), or one after the
+    other for a model where batching fails.
+    """
+    S = targets.shape[0]
+    if S > 1 and model_key not in _UNBATCHED_VJP:
+        cotangents = torch.eye(S, dtype=targets.dtype, device=targets.device)[:, :, None]
+        try:
+            grads, = torch.autograd.grad(targets, embeds, grad_outputs=cotangents.expand(S, S, targets.shape[1]),
+                                         is_grads_batched=True, retain_graph=True)
+            return grads
+        except RuntimeError as err:
+            if _is_oom(err):
+                raise
+            _UNBATCHED_VJP.add(model_key)
+    return torch.stack([torch.autograd.grad(targets[s].sum(), embeds, retain_graph=retain_graph or s < S - 1)[0]
+                        for s in range(S)])
+
+
+def _grads(targets, embeds, model_key=None):
+    """Gradient of each task's summed targets w.r.t. ``embeds`` (instances are independent).
+
+    A target of shape (n_subjects, batch) gets a gradient of shape (n_subjects, *embeds.shape).
+    """
     tasks = list(targets)
     grads = {}
     for k, t in enumerate(tasks):
-        grads[t], = torch.autograd.grad(targets[t].sum(), embeds, retain_graph=k < len(tasks) - 1)
+        keep = k < len(tasks) - 1
+        if targets[t].dim() == 2:
+            grads[t] = _subject_grads(targets[t], embeds, keep, model_key)
+        else:
+            grads[t], = torch.autograd.grad(targets[t].sum(), embeds, retain_graph=keep)
     return grads
 
 
 def _gxi(lm, layer, head, batch, measured, tasks):
     emb = lm.model.get_input_embeddings()(batch["ids"]).detach().requires_grad_(True)
     targets = _targets(lm, layer, head, emb, batch, measured, tasks)
-    grads = _grads(targets, emb)
-    m = batch["attr"][..., None].to(emb.dtype)
-    attrs = {t: (grads[t] * emb.detach() * m).sum(-1) for t in tasks}  # (B, n) per token
+    grads = _grads(targets, emb, lm.name)
+    x = _wide(emb.detach()) * batch["attr"][..., None]
+    attrs = {t: (_wide(grads[t]) * x).sum(-1) for t in tasks}  # (batch, n) or (n_subjects, batch, n)
     return attrs, {t: v.detach() for t, v in targets.items()}
 
 
@@ -493,9 +554,15 @@ def _baseline_token(lm, emb, baseline):
     ids = torch.tensor([int(token_id)], device=emb.device)
     vec = lm.model.get_input_embeddings()(ids)[0].detach().to(emb.dtype)
     if not torch.any(vec != 0):
+        other = "pad" if baseline == "eos" else "eos"
         warnings.warn(f"{lm.name}'s {baseline} token has an all-zero embedding (a padding row), so this "
-                      "baseline is the zero baseline; try ig_baseline='eos'.", stacklevel=5)
+                      f"baseline is the zero baseline; try ig_baseline='{other}'.", stacklevel=5)
     return vec
+
+
+def _rows_of(measured, idx):
+    """Rows ``idx`` of one subject's measured activity, or of each subject's."""
+    return [m[idx] for m in measured] if isinstance(measured, (list, tuple)) else measured[idx]
 
 
 def _ig(lm, layer, head, batch, measured, tasks, steps, rows_per_pass, baseline="zero"):
@@ -505,7 +572,7 @@ def _ig(lm, layer, head, batch, measured, tasks, steps, rows_per_pass, baseline=
     moving = emb0 - base                                             # zero outside the window
     alphas, weights = _ig_alphas(steps)
     B = emb0.shape[0]
-    total = {t: torch.zeros_like(emb0) for t in tasks}
+    total = {}
     pairs = [(b, s) for b in range(B) for s in range(len(alphas))]
     for i in range(0, len(pairs), rows_per_pass):
         chunk = pairs[i:i + rows_per_pass]
@@ -513,18 +580,22 @@ def _ig(lm, layer, head, batch, measured, tasks, steps, rows_per_pass, baseline=
         a = torch.as_tensor([alphas[s] for _, s in chunk], dtype=emb0.dtype, device=emb0.device)[:, None, None]
         x = (base[bi] + a * moving[bi]).requires_grad_(True)
         sub = {k: v[bi] for k, v in batch.items()}
-        targets = _targets(lm, layer, head, x, sub, measured[bi], tasks)
-        grads = _grads(targets, x)
-        w = torch.as_tensor([weights[s] for _, s in chunk], dtype=emb0.dtype, device=emb0.device)[:, None, None]
+        targets = _targets(lm, layer, head, x, sub, _rows_of(measured, bi), tasks)
+        grads = _grads(targets, x, lm.name)
+        w = torch.as_tensor([weights[s] for _, s in chunk], dtype=_wide(emb0).dtype, device=emb0.device)
         for t in tasks:
-            total[t].index_add_(0, bi, grads[t] * w)
-    attrs = {t: (total[t] * moving).sum(-1) for t in tasks}
+            g = _wide(grads[t]) * w[:, None, None]                   # (rows, n, H) or (S, rows, n, H)
+            if t not in total:
+                total[t] = torch.zeros((*g.shape[:-3], B, *g.shape[-2:]), dtype=g.dtype, device=g.device)
+            total[t].index_add_(g.dim() - 3, bi, g)
+    attrs = {t: (total[t] * _wide(moving)).sum(-1) for t in tasks}
     # F(input) and F(baseline), for the completeness check (sum of attributions = their difference)
     with torch.no_grad():
         both = torch.cat([emb0, base])
         sub = {k: torch.cat([v, v]) for k, v in batch.items()}
-        values = _targets(lm, layer, head, both, sub, torch.cat([measured, measured]), tasks)
-    return attrs, {t: v[:B] for t, v in values.items()}, {t: v[B:] for t, v in values.items()}
+        twice = _rows_of(measured, torch.arange(B, device=emb0.device).repeat(2))
+        values = _targets(lm, layer, head, both, sub, twice, tasks)
+    return attrs, {t: v[..., :B] for t, v in values.items()}, {t: v[..., B:] for t, v in values.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -556,7 +627,7 @@ def _windows(stimulus, encoding, trs, context, fold=None):
 
 
 def compute_attributions(lm, dataset, encoding, layer, trs, context=80, pooling="last", tasks=TASKS,
-                         methods=("gxi",), voxel_set="language", ig_steps=20, batch_size=4, ig_rows=8,
+                         methods=("gxi",), voxel_set="language", ig_steps=20, batch_size="auto", ig_rows=8,
                          progress=True, ig_baseline="zero"):
     """Attribute BA and/or NWP for the given TRs (in memory; see :func:`attribute` for stored runs).
 
@@ -579,8 +650,10 @@ def compute_attributions(lm, dataset, encoding, layer, trs, context=80, pooling=
         See :func:`voxel_mask`.
     ig_steps : int
         Integration steps of IG (paper: 20).
-    batch_size : int
-        TRs per forward pass (GxI), and TRs whose IG steps are chunked together.
+    batch_size : int or "auto"
+        TRs per forward pass (GxI), and TRs whose IG steps are chunked together. ``"auto"``: 4 on
+        CPU (larger batches do not pay there), on a GPU as many as :func:`auto_batch_size` estimates
+        fit in its free memory. On running out of memory a batch is split in two and retried.
     ig_rows : int
         Rows (TR x step) per IG forward pass: the memory knob of IG.
     progress : bool
@@ -596,13 +669,101 @@ def compute_attributions(lm, dataset, encoding, layer, trs, context=80, pooling=
         ``target`` (the scalar explained, at the input), ``baseline_target`` (at the IG baseline;
         NaN for GxI).
     """
+    return compute_attributions_subjects(lm, [dataset], [encoding], layer, trs, context, pooling, tasks, methods,
+                                         voxel_set, ig_steps, batch_size, ig_rows, progress, ig_baseline)[0]
+
+
+def _check_same_text(datasets, encodings):
+    if len(datasets) != len(encodings) or not datasets:
+        raise ValueError(f"give one encoding model per subject: {len(datasets)} datasets, {len(encodings)} "
+                         "encodings.")
+    first, enc0 = datasets[0], encodings[0]
+    for ds, enc in zip(datasets[1:], encodings[1:]):
+        same = (ds.stimulus.fingerprint == first.stimulus.fingerprint
+                and np.array_equal(enc.tr_runs, enc0.tr_runs) and np.array_equal(enc.keep, enc0.keep)
+                and tuple(enc.delays) == tuple(enc0.delays))
+        if not same:
+            raise ValueError(f"{ds.subject} did not read the same text with the same runs, trimming and delays as "
+                             f"{first.subject}; attribute subjects of different stimuli or encoding settings in "
+                             "separate calls.")
+
+
+def auto_batch_size(n_tokens, hidden, n_blocks, n_subjects=1, bytes_per_value=2, free_bytes=None, cap=64):
+    """TRs per batch that should fit in a GPU's free memory for one GxI pass.
+
+    Estimate of the memory one instance needs: the activations a decoder block keeps for the
+    backward pass, about ``34 * hidden`` values per token (Korthikanti et al. 2022, with a fused
+    attention kernel that keeps no ``n_tokens^2`` matrix), for each block run; the subjects' input
+    gradients (``n_subjects * hidden`` float32 values per token); and the batched backward's
+    working memory, one block's activations per subject. The result uses 70 % of ``free_bytes``;
+    running out anyway is handled by splitting batches (:func:`compute_attributions`).
+
+    Parameters
+    ----------
+    n_tokens : int
+        Tokens of the longest instance.
+    hidden, n_blocks : int
+        Hidden size and decoder blocks run (layer L for BA alone, all of them with NWP).
+    n_subjects : int
+    bytes_per_value : int
+        2 for bf16, 4 for fp32.
+    free_bytes : int or None
+        Free device memory; None reads it from CUDA.
+    cap : int
+
+    Returns
+    -------
+    int, at least 1
+    """
+    if free_bytes is None:
+        free_bytes, _ = torch.cuda.mem_get_info()
+    per_token = hidden * (34 * n_blocks * bytes_per_value + 4 * n_subjects + 34 * n_subjects * bytes_per_value)
+    per_instance = max(int(n_tokens), 1) * per_token
+    return int(max(1, min(cap, 0.7 * free_bytes // per_instance)))
+
+
+def _out_of_memory(lm, n_tokens, batch_size, method, ig_rows):
+    knob = "ig_rows" if method == "ig" else "batch_size"
+    return MemoryError(
+        f"out of memory attributing one TR window of {n_tokens} tokens with {lm.name} ({method}, batch of "
+        f"{batch_size}, {knob}={ig_rows if method == 'ig' else batch_size}). Lower `context` (fewer words per window), "
+        "load the model in bfloat16 (`load_model(..., precision='bf16')`), attribute fewer subjects per call, or "
+        "use a device with more memory.")
+
+
+def compute_attributions_subjects(lm, datasets, encodings, layer, trs, context=80, pooling="last", tasks=TASKS,
+                                  methods=("gxi",), voxel_set="language", ig_steps=20, batch_size="auto", ig_rows=8,
+                                  progress=True, ig_baseline="zero"):
+    """:func:`compute_attributions` for several subjects who read the same text, sharing the LM's work.
+
+    The LM runs once per batch of TR windows: each subject's BA head reads the same layer-L
+    states, and the subjects' gradients go back through the LM in one batched backward pass
+    (vector-Jacobian products with one cotangent per subject). NWP does not depend on the subject
+    and is computed once.
+
+    Parameters
+    ----------
+    lm, layer, trs, context, pooling, tasks, methods, voxel_set, ig_steps, batch_size, ig_rows, progress, ig_baseline
+        See :func:`compute_attributions`.
+    datasets : list of brainattr.dataset.Dataset
+        Subjects of one stimulus.
+    encodings : list of brainattr.encoding.EncodingResult
+        One per subject, fitted with the same runs, trimming and delays.
+
+    Returns
+    -------
+    list of dict (task, method) -> pandas.DataFrame
+        One per subject, as :func:`compute_attributions` returns; the NWP tables are the same
+        objects in every subject's dict.
+    """
     tasks, methods = tuple(tasks), tuple(methods)
     _check_args(tasks, methods, pooling)
+    _check_same_text(datasets, encodings)
     layer = lm.check_layer(int(layer))
-    stimulus = dataset.stimulus
+    stimulus, enc0 = datasets[0].stimulus, encodings[0]
     text = _Text(lm, stimulus)
-    windows = _windows(stimulus, encoding, trs, context)
-    vox = voxel_mask(voxel_set, dataset, encoding) if "ba" in tasks else None
+    windows = _windows(stimulus, enc0, trs, context)
+    voxes = [voxel_mask(voxel_set, ds, enc) for ds, enc in zip(datasets, encodings)] if "ba" in tasks else []
     instances = [_instance(text, w, pooling, with_next="nwp" in tasks) for w in windows]
     if "nwp" in tasks:
         no_next = [i.window.tr for i in instances if i.nwp_range[1] == i.nwp_range[0]]
@@ -612,51 +773,95 @@ def compute_attributions(lm, dataset, encoding, layer, trs, context=80, pooling=
     if instances:
         check_context_fits(lm, max(len(i.ids) for i in instances), context)
     device = next(lm.model.parameters()).device
-    rows = {(t, m): [] for t in tasks for m in methods}
+    many = len(datasets) > 1
+    if batch_size != "auto" and not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive int or 'auto', got {batch_size!r}.")
+    if batch_size == "auto":
+        batch_size = 4
+        if device.type == "cuda" and instances:
+            blocks = lm.n_layers if "nwp" in tasks else max(layer, 1)
+            batch_size = auto_batch_size(max(len(i.ids) for i in instances), lm.hidden_size, blocks, len(datasets),
+                                         next(lm.model.parameters()).element_size())
+    batch_size, ig_rows = int(batch_size), int(ig_rows)
 
-    # group by (fold, run): one head per group; similar lengths together (less padding)
+    # group by (fold, run): one head per group and subject; similar lengths together (less padding)
     groups = {}
     for inst in instances:
-        run = int(encoding.tr_runs[inst.window.tr])
-        groups.setdefault((inst.window.fold, run), []).append(inst)
-    batches = []
+        groups.setdefault((inst.window.fold, int(enc0.tr_runs[inst.window.tr])), []).append(inst)
+    queue = []
     for key in sorted(groups):
         members = sorted(groups[key], key=lambda i: -len(i.ids))
-        batches += [members[k:k + batch_size] for k in range(0, len(members), batch_size)]
-    heads = {}
+        queue += [members[k:k + batch_size] for k in range(0, len(members), batch_size)]
+    heads = [{} for _ in datasets]
     seconds = dict.fromkeys(methods, 0.0)
+    rows = [{(t, m): [] for t in tasks for m in methods} for _ in datasets]
     with tqdm(total=len(instances) * len(methods), desc="attribution", disable=not progress, leave=False) as bar:
-        for batch_inst in batches:
+        while queue:
+            batch_inst = queue.pop(0)
             tr0 = batch_inst[0].window.tr
-            head, measured = None, None
+            head, measured = None, torch.zeros((len(batch_inst), 1), device=device)
             if "ba" in tasks:
-                head = _head_for(encoding, tr0, vox, heads, device)
-                measured = torch.as_tensor(np.stack([encoding.measured_tr(i.window.tr, dataset.responses)[vox]
-                                                     for i in batch_inst]), dtype=torch.float32, device=device)
-            else:
-                measured = torch.zeros((len(batch_inst), 1), device=device)
+                head = [_head_for(enc, tr0, vox, cache, device) for enc, vox, cache in zip(encodings, voxes, heads)]
+                measured = [torch.as_tensor(np.stack([enc.measured_tr(i.window.tr, ds.responses)[vox]
+                                                      for i in batch_inst]), dtype=torch.float32, device=device)
+                            for ds, enc, vox in zip(datasets, encodings, voxes)]
+                if not many:
+                    head, measured = head[0], measured[0]
             batch = _collate(batch_inst, lm.tokenizer.pad_token_id, device)
-            for method in methods:
-                started = time.perf_counter()
-                if method == "gxi":
-                    attrs, values = _gxi(lm, layer, head, batch, measured, tasks)
-                    base = {t: None for t in tasks}
-                else:
-                    attrs, values, base = _ig(lm, layer, head, batch, measured, tasks, int(ig_steps), int(ig_rows),
+            done = {}
+            try:
+                for method in methods:
+                    started = time.perf_counter()
+                    if method == "gxi":
+                        attrs, values = _gxi(lm, layer, head, batch, measured, tasks)
+                        base = {t: None for t in tasks}
+                    else:
+                        attrs, values, base = _ig(lm, layer, head, batch, measured, tasks, int(ig_steps), ig_rows,
                                                   ig_baseline)
-                seconds[method] += time.perf_counter() - started
+                    seconds[method] += time.perf_counter() - started
+                    done[method] = attrs, values, base
+            except (RuntimeError, MemoryError) as err:
+                if not _is_oom(err):
+                    raise
+                del batch, head, measured
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if len(batch_inst) > 1:          # split the batch and retry both halves
+                    half = (len(batch_inst) + 1) // 2
+                    queue[:0] = [batch_inst[:half], batch_inst[half:]]
+                    warnings.warn(f"out of memory with a batch of {len(batch_inst)} TRs; retrying as {half} + "
+                                  f"{len(batch_inst) - half}.", stacklevel=2)
+                    continue
+                if "ig" in methods and ig_rows > 1:
+                    ig_rows //= 2
+                    queue.insert(0, batch_inst)
+                    warnings.warn(f"out of memory in IG; retrying with ig_rows={ig_rows}.", stacklevel=2)
+                    continue
+                raise _out_of_memory(lm, len(batch_inst[0].ids), len(batch_inst), methods[-1], ig_rows) from err
+            for method, (attrs, values, base) in done.items():
                 for t in tasks:
-                    rows[(t, method)].append(_word_rows(batch_inst, attrs[t], values[t], base[t], stimulus))
+                    per_subject = t == "ba" and many
+                    for k in range(len(datasets) if per_subject else 1):
+                        pick = (lambda v: None if v is None else v[k]) if per_subject else (lambda v: v)
+                        rows[k][(t, method)].append(_word_rows(batch_inst, pick(attrs[t]), pick(values[t]),
+                                                               pick(base[t]), stimulus))
                 bar.update(len(batch_inst))
     for method in methods:
         if instances:
             log_stage("attribution", seconds[method], model=lm.name, layer=layer, method=method, tasks="+".join(tasks),
-                      trs=len(instances), context=int(context), ig_steps=int(ig_steps) if method == "ig" else None)
-    tables = {}
-    for key, parts in rows.items():
-        df = pd.concat(parts, ignore_index=True) if parts else _empty_table()
-        tables[key] = df.sort_values(["tr", "word_index"], kind="stable").reset_index(drop=True)
-    return tables
+                      trs=len(instances), context=int(context), ig_steps=int(ig_steps) if method == "ig" else None,
+                      subjects=len(datasets))
+    out = []
+    for k in range(len(datasets)):
+        tables = {}
+        for key, parts in rows[k].items():
+            if key[0] == "nwp" and k > 0:
+                tables[key] = out[0][key]
+                continue
+            df = pd.concat(parts, ignore_index=True) if parts else _empty_table()
+            tables[key] = df.sort_values(["tr", "word_index"], kind="stable").reset_index(drop=True)
+        out.append(tables)
+    return out
 
 
 def _word_rows(instances, token_attr, values, base, stimulus):
@@ -721,6 +926,79 @@ def predict_trs(lm, stimulus, encoding, layer, trs, context=80, pooling="last", 
                 head = _head_for(encoding, t, None, heads, device)
                 out[k + j] = head(feats[j:j + 1], batch["present"][j:j + 1])[0].double().cpu().numpy()
     return out
+
+
+def with_precision(lm, dtype):
+    """A copy of ``lm`` whose weights are in ``dtype``, named so that its caches stay apart.
+
+    Parameters
+    ----------
+    lm : brainattr.models.LanguageModel
+    dtype : torch.dtype or {"fp32", "bf16", "fp16"}
+
+    Returns
+    -------
+    brainattr.models.LanguageModel
+    """
+    import copy
+    import dataclasses
+
+    from .models import precision_suffix, resolve_dtype
+
+    dtype = resolve_dtype(dtype, next(lm.model.parameters()).device.type)
+    base = re.sub(r"-(bf16|fp16)$", "", lm.name)
+    return dataclasses.replace(lm, model=copy.deepcopy(lm.model).to(dtype), name=base + precision_suffix(dtype))
+
+
+def compare_precision(lm, dataset, encoding, layer, trs, dtype=None, **kwargs):
+    """GxI attributions at the model's precision against those of a copy in another precision.
+
+    The check behind running in bfloat16 on a GPU: per TR, the Spearman correlation of the word
+    attributions and their largest difference relative to the largest attribution, plus the
+    relative difference of the target itself.
+
+    Parameters
+    ----------
+    lm, dataset, encoding, layer, trs
+        As for :func:`compute_attributions`.
+    dtype : torch.dtype, str or None
+        The other precision; None: float32 for a 16-bit model, bfloat16 for a float32 one.
+    **kwargs
+        Passed to :func:`compute_attributions` (``context``, ``tasks``, ``voxel_set``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (task, TR): ``task``, ``tr``, ``spearman``, ``max_difference`` (relative to the
+        largest |attribution| of the reference), ``target_difference`` (relative), and the two
+        precisions ``precision`` / ``reference``.
+    """
+    from scipy.stats import spearmanr
+
+    mine = next(lm.model.parameters()).dtype
+    if dtype is None:
+        dtype = torch.float32 if mine in (torch.float16, torch.bfloat16) else torch.bfloat16
+    other = with_precision(lm, dtype)
+    kwargs = dict(kwargs, methods=("gxi",), progress=False)
+    # the reference is the wider of the two
+    low, high = (lm, other) if torch.finfo(mine).bits < torch.finfo(next(other.model.parameters()).dtype).bits \
+        else (other, lm)
+    a = compute_attributions(low, dataset, encoding, layer, trs, **kwargs)
+    b = compute_attributions(high, dataset, encoding, layer, trs, **kwargs)
+    rows = []
+    for (task, _), ta in a.items():
+        tb = b[(task, "gxi")]
+        for tr, ga in ta.groupby("tr"):
+            gb = tb[tb["tr"] == tr]
+            x, y = ga["attribution"].to_numpy(), gb["attribution"].to_numpy()
+            scale = np.abs(y).max() or 1.0
+            t_a, t_b = float(ga["target"].iloc[0]), float(gb["target"].iloc[0])
+            rows.append(dict(task=task, tr=int(tr), spearman=float(spearmanr(x, y).statistic),
+                             max_difference=float(np.abs(x - y).max() / scale),
+                             target_difference=abs(t_a - t_b) / (abs(t_b) or 1.0),
+                             precision=str(next(low.model.parameters()).dtype).replace("torch.", ""),
+                             reference=str(next(high.model.parameters()).dtype).replace("torch.", "")))
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -805,7 +1083,7 @@ def _consolidate(folder):
 
 
 def attribute(lm, dataset, encoding, layer, trs=None, context=80, pooling="last", tasks=TASKS, methods=("gxi",),
-              voxel_set="language", ig_steps=20, fold=0, n_trs=None, batch_size=4, ig_rows=8, part_size=None,
+              voxel_set="language", ig_steps=20, fold=0, n_trs=None, batch_size="auto", ig_rows=8, part_size=None,
               cache=True, progress=True, ig_baseline="zero"):
     """Attribute BA and NWP for held-out TRs, stored as tidy tables; resumes a killed run.
 
@@ -825,7 +1103,7 @@ def attribute(lm, dataset, encoding, layer, trs=None, context=80, pooling="last"
     n_trs : int or None
         Keep ``n_trs`` evenly spaced TRs of those (see :func:`held_out_trs`).
     part_size : int or None
-        TRs per stored part (default: ``4 * batch_size``).
+        TRs per stored part (default: ``4 * batch_size``, or 16 with ``batch_size="auto"``).
     cache : bool
         False: compute in memory, store nothing.
     progress : bool
@@ -836,74 +1114,116 @@ def attribute(lm, dataset, encoding, layer, trs=None, context=80, pooling="last"
         Columns :data:`COLUMNS`, restricted to the requested TRs, sorted by TR and word. Use
         ``.to_pandas()`` for analysis and :func:`word_weights` for normalised scores.
     """
+    return attribute_layer(lm, [dataset], [encoding], layer, trs, context, pooling, tasks, methods, voxel_set,
+                           ig_steps, fold, n_trs, batch_size, ig_rows, part_size, cache, progress, ig_baseline)[0]
+
+
+def _table_folders(lm, datasets, encodings, voxes, layer, context, pooling, tasks, methods, ig_steps, ig_baseline):
+    """Folder of every stored table, keyed (subject index, task, method)."""
+    common = dict(version=TABLE_VERSION, stimulus=datasets[0].stimulus.fingerprint, hidden=lm.hidden_size,
+                  n_layers=lm.n_layers)
+    # the zero baseline keeps the key it had before baselines were selectable
+    ig_params = ig_steps if ig_baseline == "zero" else (ig_steps, ig_baseline)
+    folders = {}
+    for m in methods:
+        fields = dict(common, method_params=ig_params if m == "ig" else None)
+        for k, ds in enumerate(datasets):
+            if "nwp" in tasks:
+                folders[(k, "nwp", m)] = table_path(ds, lm.name, layer, context, "nwp", m, cache_key(**fields)[:10])
+            if "ba" in tasks:
+                enc, vox = encodings[k], voxes[k]
+                ba = dict(fields, pooling=pooling, voxels=array_hash(vox), responses=array_hash(ds.responses),
+                          encoding=array_hash(enc.weights, enc.intercepts, enc.feature_means, enc.feature_stds,
+                                              enc.response_means, enc.response_stds))
+                folders[(k, "ba", m)] = table_path(ds, lm.name, layer, context, "ba", m, cache_key(**ba)[:10])
+    return folders
+
+
+def attribute_layer(lm, datasets, encodings, layer, trs=None, context=80, pooling="last", tasks=TASKS,
+                    methods=("gxi",), voxel_set="language", ig_steps=20, fold=0, n_trs=None, batch_size="auto",
+                    ig_rows=8, part_size=None, cache=True, progress=True, ig_baseline="zero"):
+    """:func:`attribute` for several subjects of one stimulus at once (one LM pass serves them all).
+
+    Each subject's tables are stored where :func:`attribute` stores them, so either function reads
+    what the other wrote; NWP, which does not depend on the subject, is computed once (and its small
+    table stored under each subject). Subjects whose tables are complete are not recomputed.
+
+    Parameters
+    ----------
+    lm, layer, trs, context, pooling, tasks, methods, voxel_set, ig_steps, fold, n_trs, batch_size, ig_rows
+        See :func:`attribute`.
+    part_size, cache, progress, ig_baseline
+        See :func:`attribute`.
+    datasets : list of brainattr.dataset.Dataset
+        Subjects of one stimulus.
+    encodings : list of brainattr.encoding.EncodingResult
+        One per subject (see :func:`compute_attributions_subjects`).
+
+    Returns
+    -------
+    list of dict (task, method) -> datasets.Dataset
+        One per subject.
+    """
     tasks, methods = tuple(tasks), tuple(methods)
     _check_args(tasks, methods, pooling)
+    _check_same_text(datasets, encodings)
     if trs is None:
-        trs = held_out_trs(encoding, fold, n_trs)
+        trs = held_out_trs(encodings[0], fold, n_trs)
     trs = np.unique(np.atleast_1d(np.asarray(trs, dtype=int)))
     if not cache:
-        tables = compute_attributions(lm, dataset, encoding, layer, trs, context, pooling, tasks, methods,
-                                      voxel_set, ig_steps, batch_size, ig_rows, progress, ig_baseline)
-        with _quiet_datasets() as datasets:
-            return {k: datasets.Dataset.from_pandas(v, preserve_index=False) for k, v in tables.items()}
+        results = compute_attributions_subjects(lm, datasets, encodings, layer, trs, context, pooling, tasks, methods,
+                                                voxel_set, ig_steps, batch_size, ig_rows, progress, ig_baseline)
+        with _quiet_datasets() as hf:
+            nwp = {k: hf.Dataset.from_pandas(v, preserve_index=False) for k, v in results[0].items() if k[0] == "nwp"}
+            return [{k: nwp[k] if k in nwp else hf.Dataset.from_pandas(v, preserve_index=False)
+                     for k, v in r.items()} for r in results]
 
-    vox = voxel_mask(voxel_set, dataset, encoding) if "ba" in tasks else None
-    common = dict(version=TABLE_VERSION, stimulus=dataset.stimulus.fingerprint, hidden=lm.hidden_size,
-                  n_layers=lm.n_layers)
-    folders = {}
-    for t in tasks:
-        for m in methods:
-            # the zero baseline keeps the key it had before baselines were selectable
-            ig_params = ig_steps if ig_baseline == "zero" else (ig_steps, ig_baseline)
-            fields = dict(common, method_params=ig_params if m == "ig" else None)
-            if t == "ba":
-                fields.update(pooling=pooling, voxels=array_hash(vox), responses=array_hash(dataset.responses),
-                              encoding=array_hash(encoding.weights, encoding.intercepts, encoding.feature_means,
-                                                    encoding.feature_stds, encoding.response_means,
-                                                    encoding.response_stds))
-            folders[(t, m)] = table_path(dataset, lm.name, layer, context, t, m, cache_key(**fields)[:10])
-
+    voxes = [voxel_mask(voxel_set, ds, enc) for ds, enc in zip(datasets, encodings)] if "ba" in tasks else []
+    folders = _table_folders(lm, datasets, encodings, voxes, layer, context, pooling, tasks, methods, ig_steps,
+                             ig_baseline)
     done = {k: _done_trs(f) for k, f in folders.items()}
-    part_size = int(part_size or 4 * batch_size)
+    part_size = int(part_size or 4 * (4 if batch_size == "auto" else int(batch_size)))
     todo = [tr for tr in trs if any(tr not in d for d in done.values())]
     chunks = [todo[i:i + part_size] for i in range(0, len(todo), part_size)]
     for chunk in tqdm(chunks, desc="attribution parts", disable=not progress or len(chunks) < 2, leave=False):
         # compute only what some table still misses for this chunk
-        need_t = tuple(t for t in tasks if any(any(tr not in done[(t, m)] for tr in chunk) for m in methods))
-        need_m = tuple(m for m in methods if any(any(tr not in done[(t, m)] for tr in chunk) for t in tasks))
-        result = compute_attributions(lm, dataset, encoding, layer, chunk, context, pooling, need_t, need_m,
-                                      voxel_set, ig_steps, batch_size, ig_rows, progress=False,
-                                      ig_baseline=ig_baseline)
-        for (t, m), df in result.items():
-            if any(tr not in done[(t, m)] for tr in chunk):
-                _write(folders[(t, m)] / "parts" / f"part-{int(chunk[0]):06d}-{int(chunk[-1]):06d}", df)
-                done[(t, m)] |= set(int(x) for x in chunk)
-    out = {}
+        missing = [key for key in folders if any(tr not in done[key] for tr in chunk)]
+        need_t = tuple(t for t in tasks if any(key[1] == t for key in missing))
+        need_m = tuple(m for m in methods if any(key[2] == m for key in missing))
+        need_k = sorted({key[0] for key in missing})
+        results = compute_attributions_subjects(lm, [datasets[k] for k in need_k], [encodings[k] for k in need_k],
+                                                layer, chunk, context, pooling, need_t, need_m, voxel_set, ig_steps,
+                                                batch_size, ig_rows, False, ig_baseline)
+        for k, result in zip(need_k, results):
+            for (t, m), df in result.items():
+                if (k, t, m) in missing:
+                    _write(folders[(k, t, m)] / "parts" / f"part-{int(chunk[0]):06d}-{int(chunk[-1]):06d}", df)
+                    done[(k, t, m)] |= set(int(x) for x in chunk)
+    tables = {}
     for key, folder in folders.items():
         _consolidate(folder)
         table = _read(folder / "table") if (folder / "table").exists() else None
         if table is None:
-            with _quiet_datasets() as datasets:
-                table = datasets.Dataset.from_pandas(_empty_table(), preserve_index=False)
-        tr_col = np.asarray(table["tr"])
-        keep = np.isin(tr_col, trs)
+            with _quiet_datasets() as hf:
+                table = hf.Dataset.from_pandas(_empty_table(), preserve_index=False)
+        keep = np.isin(np.asarray(table["tr"]), trs)
         if not keep.all():
             # in memory: never write index/cache files into the stored table's folder
             table = table.select(np.flatnonzero(keep), keep_in_memory=True)
-        out[key] = table
-    return out
+        tables[key] = table
+    return [{(t, m): tables[(k, t, m)] for t in tasks for m in methods} for k in range(len(datasets))]
 
 
 def attribute_subjects(lm, datasets, layers, context=80, pooling="last", methods=("gxi",), n_trs=48, fold=0,
                        trs=None, voxel_set="language", nwp_layer=None, inner_folds=5, ig_steps=20,
-                       ig_baseline="zero", batch_size=4, progress=True):
+                       ig_baseline="zero", batch_size="auto", progress=True):
     """BA for every subject and layer, NWP once; one long table (the input of every figure).
 
-    The encoding models come from :func:`brainattr.encoding.encode_subjects` (cached) and every
-    table from :func:`attribute` (stored; a rerun only reads). NWP does not depend on the subject
-    or the layer: it is computed once, in the same forward pass as the first subject's BA at
-    ``nwp_layer``, and its rows are repeated under every (subject, layer) so that each group
-    holds both tasks.
+    The encoding models come from :func:`brainattr.encoding.encode_subjects` (cached) and the
+    tables from :func:`attribute_layer` (stored; a rerun only reads): one LM pass per layer serves
+    every subject. NWP does not depend on the subject or the layer: it is computed once, in the
+    same forward pass as the BA of ``nwp_layer``, and its rows are repeated under every
+    (subject, layer) so that each group holds both tasks.
 
     Parameters
     ----------
@@ -933,26 +1253,22 @@ def attribute_subjects(lm, datasets, layers, context=80, pooling="last", methods
     layers = [int(layer) for layer in layers]
     nwp_layer = layers[len(layers) // 2] if nwp_layer is None else int(nwp_layer)
     order = [nwp_layer] + [layer for layer in layers if layer != nwp_layer]
-    frames, nwp, encs = [], {}, {}
-    steps = [(layer, k) for layer in order for k in range(len(datasets))]
-    for layer, k in tqdm(steps, desc="attribution (subject x layer)", disable=not progress, leave=False):
-        ds = datasets[k]
-        if layer not in encs:  # all subjects' fits of a layer come (or are read) together
-            encs = {layer: encode_subjects(lm, datasets, layer, context=context, pooling=pooling,
-                                           inner_folds=inner_folds, progress=False)}
-        enc = encs[layer][k]
+    frames, nwp = [], {}
+    for layer in tqdm(order, desc="attribution (layers, all subjects)", disable=not progress, leave=False):
+        encs = encode_subjects(lm, datasets, layer, context=context, pooling=pooling, inner_folds=inner_folds,
+                               progress=False)
         if trs is None:
-            trs = held_out_trs(enc, fold, n_trs)
-        tasks = ("ba", "nwp") if (layer == nwp_layer and k == 0) else ("ba",)
-        out = attribute(lm, ds, enc, layer, trs=trs, context=context, pooling=pooling, tasks=tasks, methods=methods,
-                        voxel_set=voxel_set, ig_steps=ig_steps, ig_baseline=ig_baseline, batch_size=batch_size,
-                        progress=False)
-        for (task, method), table in out.items():
-            df = table.to_pandas()
-            if task == "nwp":
-                nwp[method] = df
-            else:
-                frames.append(df.assign(subject=ds.subject, layer=layer, task=task, method=method))
+            trs = held_out_trs(encs[0], fold, n_trs)
+        tasks = ("ba", "nwp") if layer == nwp_layer else ("ba",)
+        out = attribute_layer(lm, datasets, encs, layer, trs=trs, context=context, pooling=pooling, tasks=tasks,
+                              methods=methods, voxel_set=voxel_set, ig_steps=ig_steps, ig_baseline=ig_baseline,
+                              batch_size=batch_size, progress=False)
+        for ds, tables in zip(datasets, out):
+            for (task, method), table in tables.items():
+                if task == "nwp":
+                    nwp[method] = table.to_pandas()
+                else:
+                    frames.append(table.to_pandas().assign(subject=ds.subject, layer=layer, task=task, method=method))
     for method, df in nwp.items():
         frames += [df.assign(subject=ds.subject, layer=layer, task="nwp", method=method)
                    for layer in layers for ds in datasets]
@@ -1149,9 +1465,8 @@ def position_profile(table, how="abs", max_position=None):
     return df.groupby("position")["weight"].mean()
 
 
-__all__ = ["TASKS", "METHODS", "COLUMNS", "held_out_trs", "evenly_spaced", "Window", "tr_window", "voxel_mask", "BAHead",
-           "tr_features_from_states", "compute_attributions", "predict_trs", "attribute", "attribute_subjects",
-           "table_path",
-           "word_weights", "ig_completeness", "ig_path", "recovery_scores", "shade_words",
-           "position_profile"]
-
+__all__ = ["TASKS", "METHODS", "COLUMNS", "held_out_trs", "evenly_spaced", "Window", "tr_window", "voxel_mask",
+           "BAHead", "tr_features_from_states", "compute_attributions", "compute_attributions_subjects",
+           "auto_batch_size", "with_precision", "compare_precision", "predict_trs", "attribute", "attribute_layer",
+           "attribute_subjects", "table_path", "word_weights", "ig_completeness", "ig_path", "recovery_scores",
+           "shade_words", "position_profile"]

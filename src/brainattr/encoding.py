@@ -16,6 +16,7 @@ The pipeline for one layer and one subject (paper, Sec. 3; Toneva & Wehbe 2019 c
    inner K-fold over the training TRs and refits, with an intercept;
    :meth:`~himalaya.kernel_ridge.KernelRidgeCV.get_primal_coef` gives the primal weights (for
    narrow designs, e.g. tiny test models, :class:`himalaya.ridge.RidgeCV` solves the same problem);
+   on a GPU this runs on himalaya's ``torch_cuda`` backend (``backend="auto"``), on a CPU on numpy;
 7. brain alignment (BA) is the Pearson r per voxel between the concatenated held-out predictions
    and the z-scored measured responses (:func:`pearson_r`).
 
@@ -165,20 +166,26 @@ def _zscore_responses(Y, runs, chunk=4096):
     return out, means, stds
 
 
+def resolve_backend(name="auto"):
+    """The himalaya backend ``name`` stands for: ``"auto"`` is ``torch_cuda`` when torch sees a GPU,
+    else ``numpy``; other names are returned as given."""
+    if name != "auto":
+        return name
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            return "torch_cuda"
+    return "numpy"
+
+
 @contextlib.contextmanager
 def _himalaya_backend(name):
     """Set the himalaya backend for the block and restore the previous one afterwards."""
     from himalaya.backend import get_backend, set_backend
 
     previous = get_backend().name
-    if name == "auto":
-        name = "numpy"
-        if importlib.util.find_spec("torch") is not None:
-            import torch
-
-            if torch.cuda.is_available():
-                name = "torch_cuda"
-    backend = set_backend(name, on_error="warn")
+    backend = set_backend(resolve_backend(name), on_error="warn")
     try:
         yield backend
     finally:
@@ -429,7 +436,7 @@ class EncodingResult:
 # Fitting
 # --------------------------------------------------------------------------------------------
 def fit_encoding(tr_features, responses, tr_runs, delays=DELAYS, trim=TRIM, gap=5, alphas=ALPHAS,
-                 inner_folds=10, score="r2", backend="numpy", dtype=None, solver="auto",
+                 inner_folds=10, score="r2", backend="auto", dtype=None, solver="auto",
                  n_targets_batch=10_000, cache=None, progress=True):
     """Fit leave-one-run-out ridge encoding models and score them (brain alignment).
 
@@ -453,12 +460,15 @@ def fit_encoding(tr_features, responses, tr_runs, delays=DELAYS, trim=TRIM, gap=
         Contiguous, unshuffled inner K-fold splits over the training TRs.
     score : {"r2", "correlation", "l2"}
         Inner-CV criterion for choosing one penalty per voxel ("r2": Toneva & Wehbe's 1 - R^2).
-    backend : {"numpy", "auto", "torch", "torch_cuda", "cupy"}
-        himalaya backend; "auto" uses ``torch_cuda`` when a GPU is visible, else numpy. Results
+    backend : {"auto", "numpy", "torch", "torch_cuda", "cupy"}
+        himalaya backend (:func:`resolve_backend`). "auto" (the default) runs on ``torch_cuda``
+        when torch sees a GPU and on numpy otherwise, so CPU results are those of "numpy". Results
         are numpy arrays either way; the previous backend is restored afterwards.
     dtype : {None, "float64", "float32"}
         Precision of the ridge solve. None: float64 on the numpy backend (no slower on CPU, and
-        robust for tiny penalties), float32 on GPU backends. Stored weights are float32 anyway.
+        robust for tiny penalties), float32 on the torch / GPU backends (their weights, scores and
+        chosen penalties agree with numpy's to float32 round-off on well-posed problems). Stored
+        weights are float32 anyway.
     solver : {"auto", "kernel", "primal"}
         ``kernel``: :class:`himalaya.kernel_ridge.KernelRidgeCV` (linear kernel, then
         ``get_primal_coef``), fast when there are more features than training TRs (the usual
@@ -469,7 +479,9 @@ def fit_encoding(tr_features, responses, tr_runs, delays=DELAYS, trim=TRIM, gap=
     cache : None, True or dict
         None: no cache. True or a dict of caller fields (model, layer, context, subject, ...):
         the result is loaded from / saved to ``brainattr.io.cache_dir("encoding")`` under a key
-        made of those fields, the fit settings and a hash of the input arrays.
+        made of those fields, the fit settings and a hash of the input arrays. A fit on any backend
+        but numpy (e.g. "auto" on a GPU) adds that backend to the key, so float32 GPU fits and
+        float64 CPU fits are cached apart; CPU keys are those of the numpy backend.
     progress : bool
         Show a tqdm bar over the outer folds.
 
@@ -495,9 +507,10 @@ def fit_encoding(tr_features, responses, tr_runs, delays=DELAYS, trim=TRIM, gap=
     path = None
     if cache is not None and cache is not False:
         fields_ = {} if cache is True else dict(cache)
+        not_numpy = {} if resolve_backend(backend) == "numpy" else {"backend": resolve_backend(backend)}
         key = cache_key(**fields_, delays=delays, trim=trim, gap=int(gap), alphas=alphas.tolist(),
                         inner_folds=int(inner_folds), score=score, dtype=str(np.dtype(dtype)) if dtype else None,
-                        data=array_hash(X, Y, runs),
+                        data=array_hash(X, Y, runs), **not_numpy,
                         format=FORMAT_VERSION)
         path = cache_dir("encoding") / f"{key}.npz"
         if path.exists():
@@ -585,7 +598,8 @@ def encode_subjects(lm, datasets, layer, context=80, pooling="last", stride=16, 
     together in one :func:`fit_encoding` call (the kernel eigendecompositions, which dominate
     the cost, are then done once instead of once per subject). Each subject's result is cached
     on its own, keyed by model, layer, context, pooling, stimulus, subject, the fit settings and
-    a hash of that subject's responses.
+    a hash of that subject's responses; as in :func:`fit_encoding`, the ridge backend enters the
+    key only when it is not numpy (``backend="auto"``, the default, is numpy on a CPU).
 
     Parameters
     ----------
@@ -598,7 +612,7 @@ def encode_subjects(lm, datasets, layer, context=80, pooling="last", stride=16, 
     cache : bool
     progress : bool
     **fit_kwargs
-        Passed to :func:`fit_encoding` (``alphas``, ``inner_folds``, ``delays``, ...).
+        Passed to :func:`fit_encoding` (``alphas``, ``inner_folds``, ``delays``, ``backend``, ...).
 
     Returns
     -------
@@ -609,7 +623,11 @@ def encode_subjects(lm, datasets, layer, context=80, pooling="last", stride=16, 
     stimulus = datasets[0].stimulus
     if any(ds.stimulus.fingerprint != stimulus.fingerprint for ds in datasets):
         raise ValueError("encode_subjects needs subjects who read the same stimulus; call it once per stimulus.")
-    settings = {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v) for k, v in fit_kwargs.items()}
+    settings = {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v) for k, v in fit_kwargs.items()
+                if k != "backend"}
+    backend = resolve_backend(fit_kwargs.get("backend", "auto"))
+    if backend != "numpy":
+        settings["backend"] = backend
     paths = [cache_dir("encoding") / (cache_key(model=lm.name, layer=int(layer), context=int(context),
                                                  pooling=pooling, stride=int(stride), stimulus=stimulus.fingerprint,
                                                  dataset=ds.name, subject=ds.subject, settings=settings,

@@ -362,13 +362,15 @@ def stages_markdown(build_dir: Path) -> str:
                                     "paper": PAPER_HOURS.get(paper_key, "")})
         row["seconds"] += float(r["seconds"])
         row["events"] += 1
-        row["units"] += int(r.get("trs") or r.get("layers") or 0) if r["stage"] != "encoding" else 1
+        # an attribution unit is one TR of one subject (a pass shared by subjects counts each)
+        row["units"] += int(r.get("trs") or r.get("layers") or 0) * int(r.get("subjects") or 1) \
+            if r["stage"] != "encoding" else 1
         row["notebooks"].add(r.get("notebook") or "?")
     unit = {"feature extraction": "layer", "encoding": "fit"}
     lines = ["| Stage | This run | Per unit | Notebooks | The paper (one H100) |", "|---|---|---|---|---|"]
     for key in sorted(rows):
         row = rows[key]
-        u = unit.get(key, "TR")
+        u = unit.get(key, "subject-TR")
         per = f"{row['seconds'] / row['units']:.2f} s per {u}" if row["units"] else ""
         lines.append(f"| {key} | {row['seconds']:.0f} s ({row['events']} runs) | {per} | "
                      f"{', '.join(sorted(row['notebooks']))} | {row['paper']} |")
@@ -401,13 +403,65 @@ def timings_markdown(build_dir: Path, names: list[str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Committed benchmark results (JSON written by ``benchmarks/bench_*.py``), relative to the repository.
+BENCHMARK_RESULTS = Path("benchmarks") / "results"
+
+
+def benchmarks_markdown(results_dir: Path) -> str:
+    """The committed attribution and ridge benchmark results as Markdown tables (for App. J).
+
+    Parameters
+    ----------
+    results_dir : Path
+        Folder of ``bench_attribution*.json`` and ``bench_ridge*.json`` files.
+    """
+    results_dir = Path(results_dir)
+    attribution = [json.loads(p.read_text()) for p in sorted(results_dir.glob("bench_attribution*.json"))]
+    ridge = [json.loads(p.read_text()) for p in sorted(results_dir.glob("bench_ridge*.json"))]
+    if not attribution and not ridge:
+        return "*No benchmark results are committed yet: run the scripts in `benchmarks/`.*\n"
+    lines = []
+
+    def where(r):
+        m = r["machine"]
+        return m.get("gpu") or f"CPU, {m.get('threads', '?')} threads"
+    if attribution:
+        lines += ["| Model | Device | Precision | Context (tokens / TR) | Subjects | Ceiling fwd+bwd | BA GxI | "
+                  "BA GxI / ceiling | Shared pass, per subject-TR | vs one call per subject | Naive captum loop | "
+                  "Ours vs naive | IG per TR | Paper's GxI for this model, extrapolated |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in attribution:
+            s, t, sec, x = r["setup"], r["tokens_per_second"], r["seconds_per_subject_tr"], r["extrapolation"]
+            ratio = r["ratios"]
+            lines.append(
+                f"| {s['model']} (layer {s['layer']}/{s['n_layers']}) | {where(r)} | {s['precision']} | "
+                f"{s['context']} words ({s['tokens'] / s['trs']:.0f}) | {s['subjects']} | "
+                f"{t['ceiling_fwd_bwd']:,.0f} tok/s | {t['ours_ba_gxi']:,.0f} tok/s | "
+                f"{ratio['ba_gxi_over_ceiling']:.2f}× | {sec['ours_subjects_shared']:.3g} s | "
+                f"{ratio['subjects_shared_speedup']:.2f}× faster | {sec['naive_ba_gxi']:.3g} s | "
+                f"{ratio['shared_vs_naive_speedup']:.1f}× | {sec['ours_ig']:.3g} s | "
+                f"{x['paper_gxi_hours_for_this_model']:,.0f} h |")
+        lines.append("")
+    if ridge:
+        lines += ["| Ridge fit | Device | Backend, dtype | Voxels × features × TRs | Outer × inner folds, penalties | "
+                  "Wall time |", "|---|---|---|---|---|---|"]
+        for r in ridge:
+            s = r["setup"]
+            lines.append(f"| leave-one-run-out, per-voxel λ | {where(r)} | {s['backend']}, {s['dtype']} | "
+                         f"{s['voxels']:,} × {s['design_columns']:,} × {s['trs']:,} | {s['outer_folds']} × "
+                         f"{s['inner_folds']}, {s['alphas']} | {r['seconds']['fit']:.1f} s |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def write_book_inputs(config: Config, build_dir: Path | None = None) -> list[Path]:
-    """Write ``build/parameters.md`` and ``build/timings.md``, which the book pages include."""
+    """Write the generated pages the book includes: parameters, timings, stage costs, benchmarks."""
     build_dir = Path(build_dir or config.build_dir)
     written = []
     for name, text in (("parameters.md", parameter_reference(config)),
                        ("timings.md", timings_markdown(build_dir, config.names)),
-                       ("stages.md", stages_markdown(build_dir))):
+                       ("stages.md", stages_markdown(build_dir)),
+                       ("benchmarks.md", benchmarks_markdown(config.root / BENCHMARK_RESULTS))):
         path = build_dir / name
         with atomic_path(path) as tmp:
             tmp.write_text(text)
