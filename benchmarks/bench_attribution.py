@@ -14,7 +14,7 @@ It measures, on the same windows (held-out TRs of fold 0, ``--context`` words ea
 
 1. the ceiling: a bare forward + backward of the whole model to its input embeddings, in tokens
    per second (batched like ours, no hooks, no head);
-2. our BA GxI for one subject (model truncated after ``--layer``), BA + NWP sharing one forward,
+2. our BA GxI for one subject (model truncated after ``--layer``), NWP GxI, BA + NWP sharing one forward,
    and BA + NWP for ``--subjects`` subjects sharing the LM's forward and a batched backward,
    against the same subjects attributed one call at a time;
 3. our IG (``--ig-steps`` steps, BA + NWP, one subject);
@@ -49,6 +49,8 @@ PAPER_LAYERS, PAPER_SUBJECTS = 3, 8
 #: What each reported ratio compares (all measured in the same run, on the same windows).
 RATIOS = {
     "ba_gxi_over_ceiling": "our BA GxI throughput (tokens/s, one subject) / the bare forward+backward's",
+    "nwp_gxi_over_ceiling": "our NWP GxI throughput (LM head at the next word's tokens only) / the bare "
+                            "forward+backward's",
     "ba_nwp_gxi_over_ceiling": "our BA+NWP GxI throughput (one forward for both) / the bare forward+backward's",
     "subjects_shared_speedup": "all subjects in one pass vs one call per subject (time of the latter / the former)",
     "shared_vs_naive_speedup": "naive captum loop (fp32, one TR at a time, whole model) / ours, per subject-TR "
@@ -144,6 +146,7 @@ def main(argv=None):
         return lambda: A.compute_attributions_subjects(lm, data[:subjects], encs[:subjects], layer, trs,
                                                        tasks=tasks, **common)
     results["ours_ba_gxi"] = _timed(ours(("ba",)), args.repeats)[0]
+    results["ours_nwp_gxi"] = _timed(ours(("nwp",)), args.repeats)[0]
     results["ours_ba_nwp_gxi"] = _timed(ours(("ba", "nwp")), args.repeats)[0]
     S = len(data)
     results["ours_subjects_shared"] = _timed(ours(("ba", "nwp"), S), args.repeats)[0]
@@ -192,7 +195,7 @@ def main(argv=None):
                                                               progress=False), 1)[0]
 
     n = len(trs)
-    per_subject_tr = {"ours_ba_gxi": results["ours_ba_gxi"] / n,
+    per_subject_tr = {"ours_ba_gxi": results["ours_ba_gxi"] / n, "ours_nwp_gxi": results["ours_nwp_gxi"] / n,
                       "ours_ba_nwp_gxi": results["ours_ba_nwp_gxi"] / n,
                       "ours_subjects_shared": results["ours_subjects_shared"] / (n * S),
                       "ours_subjects_one_by_one": results["ours_subjects_one_by_one"] / (n * S),
@@ -212,10 +215,12 @@ def main(argv=None):
         "seconds_per_subject_tr": per_subject_tr,
         "tokens_per_second": {"ceiling_fwd_bwd": n_tokens / results["ceiling_fwd_bwd"],
                               "ours_ba_gxi": n_tokens / results["ours_ba_gxi"],
+                              "ours_nwp_gxi": n_tokens / results["ours_nwp_gxi"],
                               "ours_ba_nwp_gxi": n_tokens / results["ours_ba_nwp_gxi"]},
         # throughput ratios (ours / ceiling) and speed-ups (slower / faster); what each compares: RATIOS
         "ratios": {
             "ba_gxi_over_ceiling": results["ceiling_fwd_bwd"] / results["ours_ba_gxi"],
+            "nwp_gxi_over_ceiling": results["ceiling_fwd_bwd"] / results["ours_nwp_gxi"],
             "ba_nwp_gxi_over_ceiling": results["ceiling_fwd_bwd"] / results["ours_ba_nwp_gxi"],
             "subjects_shared_speedup": results["ours_subjects_one_by_one"] / results["ours_subjects_shared"],
             "shared_vs_naive_speedup": per_subject_tr["naive_ba_gxi"] / best,

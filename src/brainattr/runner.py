@@ -427,17 +427,18 @@ def benchmarks_markdown(results_dir: Path) -> str:
         return m.get("gpu") or f"CPU, {m.get('threads', '?')} threads"
     if attribution:
         lines += ["| Model | Device | Precision | Context (tokens / TR) | Subjects | Ceiling fwd+bwd | BA GxI | "
-                  "BA GxI / ceiling | Shared pass, per subject-TR | vs one call per subject | Naive captum loop | "
-                  "Ours vs naive | IG per TR | Paper's GxI for this model, extrapolated |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "BA GxI / ceiling | NWP GxI / ceiling | Shared pass, per subject-TR | vs one call per subject | "
+                  "Naive captum loop | Ours vs naive | IG per TR | Paper's GxI for this model, extrapolated |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in attribution:
             s, t, sec, x = r["setup"], r["tokens_per_second"], r["seconds_per_subject_tr"], r["extrapolation"]
             ratio = r["ratios"]
+            nwp = f"{ratio['nwp_gxi_over_ceiling']:.2f}×" if "nwp_gxi_over_ceiling" in ratio else "not measured"
             lines.append(
                 f"| {s['model']} (layer {s['layer']}/{s['n_layers']}) | {where(r)} | {s['precision']} | "
                 f"{s['context']} words ({s['tokens'] / s['trs']:.0f}) | {s['subjects']} | "
                 f"{t['ceiling_fwd_bwd']:,.0f} tok/s | {t['ours_ba_gxi']:,.0f} tok/s | "
-                f"{ratio['ba_gxi_over_ceiling']:.2f}× | {sec['ours_subjects_shared']:.3g} s | "
+                f"{ratio['ba_gxi_over_ceiling']:.2f}× | {nwp} | {sec['ours_subjects_shared']:.3g} s | "
                 f"{ratio['subjects_shared_speedup']:.2f}× faster | {sec['naive_ba_gxi']:.3g} s | "
                 f"{ratio['shared_vs_naive_speedup']:.1f}× | {sec['ours_ig']:.3g} s | "
                 f"{x['paper_gxi_hours_for_this_model']:,.0f} h |")
