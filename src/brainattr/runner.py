@@ -428,7 +428,8 @@ def benchmarks_markdown(results_dir: Path) -> str:
     if attribution:
         lines += ["| Model | Device | Precision | Context (tokens / TR) | Subjects | Ceiling fwd+bwd | BA GxI | "
                   "BA GxI / ceiling | NWP GxI / ceiling | Shared pass, per subject-TR | vs one call per subject | "
-                  "Naive captum loop | Ours vs naive | IG per TR | Paper's GxI for this model at this context, on this device |",
+                  "Naive captum loop | Ours vs naive | IG per TR | "
+                  "Paper's GxI for this model at this context, on this device |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in attribution:
             s, t, sec, x = r["setup"], r["tokens_per_second"], r["seconds_per_subject_tr"], r["extrapolation"]
