@@ -95,7 +95,7 @@ def _encodings(lm, data, layer, context, random_head, seed=0):
 def main(argv=None):
     from brainattr import attribution as A
     from brainattr.dataset import load_dataset
-    from brainattr.models import load_model
+    from brainattr.models import load_model, with_precision
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m", help="a built-in, a shape-<name> stand-in or a local model")
@@ -163,7 +163,7 @@ def main(argv=None):
     # 4. naive: one TR at a time, captum InputXGradient, fp32, the whole model with output_hidden_states
     from captum.attr import InputXGradient
 
-    naive_lm = lm if param.dtype == torch.float32 else A.with_precision(lm, torch.float32)
+    naive_lm = lm if param.dtype == torch.float32 else with_precision(lm, torch.float32)
     vox = A.voxel_mask("language", ds)
     naive_insts = insts[:args.naive_trs]
 

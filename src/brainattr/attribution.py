@@ -60,7 +60,7 @@ from tqdm.auto import tqdm
 
 from .features import check_context_fits, layer_states, special_prefix, word_token_spans
 from .io import array_hash, atomic_dir, cache_dir, cache_key, log_stage
-from .models import decoder_layers
+from .models import decoder_layers, with_precision
 
 #: Attribution targets: brain alignment (MSE of the encoding head) and next-word prediction.
 TASKS = ("ba", "nwp")
@@ -71,6 +71,8 @@ COLUMNS = ("tr", "fold", "word_index", "position", "word", "attribution", "abs_a
            "baseline_target")
 #: Version of the stored table layout; bump when columns or semantics change.
 TABLE_VERSION = 1
+#: TRs per pass for ``batch_size="auto"`` on CPU, where larger batches do not pay (2 cores, measured).
+CPU_BATCH_SIZE = 4
 
 
 # --------------------------------------------------------------------------------------------
@@ -446,11 +448,10 @@ def _targets(lm, layer, head, embeds, batch, measured, tasks):
     if "ba" in tasks:
         # the head and the MSE run in at least float32 whatever the LM's precision (sums over voxels)
         feats = tr_features_from_states(_wide(states), batch["pool"])
-        if isinstance(head, (list, tuple)):
-            out["ba"] = torch.stack([((h(feats, batch["present"]) - m.to(feats.dtype)) ** 2).mean(1)
-                                     for h, m in zip(head, measured)])
-        else:
-            out["ba"] = ((head(feats, batch["present"]) - measured.to(feats.dtype)) ** 2).mean(1)
+        several = isinstance(head, (list, tuple))
+        mse = torch.stack([((h(feats, batch["present"]) - m.to(feats.dtype)) ** 2).mean(1)
+                           for h, m in zip(head if several else [head], measured if several else [measured])])
+        out["ba"] = mse if several else mse[0]
     return {t: out[t] for t in tasks}
 
 
@@ -773,11 +774,10 @@ def compute_attributions_subjects(lm, datasets, encodings, layer, trs, context=8
     if instances:
         check_context_fits(lm, max(len(i.ids) for i in instances), context)
     device = next(lm.model.parameters()).device
-    many = len(datasets) > 1
     if batch_size != "auto" and not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
         raise ValueError(f"batch_size must be a positive int or 'auto', got {batch_size!r}.")
     if batch_size == "auto":
-        batch_size = 4
+        batch_size = CPU_BATCH_SIZE
         if device.type == "cuda" and instances:
             blocks = lm.n_layers if "nwp" in tasks else max(layer, 1)
             batch_size = auto_batch_size(max(len(i.ids) for i in instances), lm.hidden_size, blocks, len(datasets),
@@ -799,14 +799,11 @@ def compute_attributions_subjects(lm, datasets, encodings, layer, trs, context=8
         while queue:
             batch_inst = queue.pop(0)
             tr0 = batch_inst[0].window.tr
-            head, measured = None, torch.zeros((len(batch_inst), 1), device=device)
-            if "ba" in tasks:
-                head = [_head_for(enc, tr0, vox, cache, device) for enc, vox, cache in zip(encodings, voxes, heads)]
-                measured = [torch.as_tensor(np.stack([enc.measured_tr(i.window.tr, ds.responses)[vox]
-                                                      for i in batch_inst]), dtype=torch.float32, device=device)
-                            for ds, enc, vox in zip(datasets, encodings, voxes)]
-                if not many:
-                    head, measured = head[0], measured[0]
+            # one head and one measured activity per subject (empty lists for NWP alone)
+            head = [_head_for(enc, tr0, vox, cache, device) for enc, vox, cache in zip(encodings, voxes, heads)]
+            measured = [torch.as_tensor(np.stack([enc.measured_tr(i.window.tr, ds.responses)[vox]
+                                                  for i in batch_inst]), dtype=torch.float32, device=device)
+                        for ds, enc, vox in zip(datasets, encodings, voxes)]
             batch = _collate(batch_inst, lm.tokenizer.pad_token_id, device)
             done = {}
             try:
@@ -840,11 +837,10 @@ def compute_attributions_subjects(lm, datasets, encodings, layer, trs, context=8
                 raise _out_of_memory(lm, len(batch_inst[0].ids), len(batch_inst), methods[-1], ig_rows) from err
             for method, (attrs, values, base) in done.items():
                 for t in tasks:
-                    per_subject = t == "ba" and many
-                    for k in range(len(datasets) if per_subject else 1):
-                        pick = (lambda v: None if v is None else v[k]) if per_subject else (lambda v: v)
-                        rows[k][(t, method)].append(_word_rows(batch_inst, pick(attrs[t]), pick(values[t]),
-                                                               pick(base[t]), stimulus))
+                    # BA arrays have a leading subject axis; NWP's are the subjects' common ones
+                    for k in range(len(datasets)) if t == "ba" else [0]:
+                        a, v, b = (x[k] if t == "ba" and x is not None else x for x in (attrs[t], values[t], base[t]))
+                        rows[k][(t, method)].append(_word_rows(batch_inst, a, v, b, stimulus))
                 bar.update(len(batch_inst))
     for method in methods:
         if instances:
@@ -926,28 +922,6 @@ def predict_trs(lm, stimulus, encoding, layer, trs, context=80, pooling="last", 
                 head = _head_for(encoding, t, None, heads, device)
                 out[k + j] = head(feats[j:j + 1], batch["present"][j:j + 1])[0].double().cpu().numpy()
     return out
-
-
-def with_precision(lm, dtype):
-    """A copy of ``lm`` whose weights are in ``dtype``, named so that its caches stay apart.
-
-    Parameters
-    ----------
-    lm : brainattr.models.LanguageModel
-    dtype : torch.dtype or {"fp32", "bf16", "fp16"}
-
-    Returns
-    -------
-    brainattr.models.LanguageModel
-    """
-    import copy
-    import dataclasses
-
-    from .models import precision_suffix, resolve_dtype
-
-    dtype = resolve_dtype(dtype, next(lm.model.parameters()).device.type)
-    base = re.sub(r"-(bf16|fp16)$", "", lm.name)
-    return dataclasses.replace(lm, model=copy.deepcopy(lm.model).to(dtype), name=base + precision_suffix(dtype))
 
 
 def compare_precision(lm, dataset, encoding, layer, trs, dtype=None, **kwargs):
@@ -1182,7 +1156,7 @@ def attribute_layer(lm, datasets, encodings, layer, trs=None, context=80, poolin
     folders = _table_folders(lm, datasets, encodings, voxes, layer, context, pooling, tasks, methods, ig_steps,
                              ig_baseline)
     done = {k: _done_trs(f) for k, f in folders.items()}
-    part_size = int(part_size or 4 * (4 if batch_size == "auto" else int(batch_size)))
+    part_size = int(part_size or 4 * (CPU_BATCH_SIZE if batch_size == "auto" else int(batch_size)))
     todo = [tr for tr in trs if any(tr not in d for d in done.values())]
     chunks = [todo[i:i + part_size] for i in range(0, len(todo), part_size)]
     for chunk in tqdm(chunks, desc="attribution parts", disable=not progress or len(chunks) < 2, leave=False):
@@ -1467,6 +1441,6 @@ def position_profile(table, how="abs", max_position=None):
 
 __all__ = ["TASKS", "METHODS", "COLUMNS", "held_out_trs", "evenly_spaced", "Window", "tr_window", "voxel_mask",
            "BAHead", "tr_features_from_states", "compute_attributions", "compute_attributions_subjects",
-           "auto_batch_size", "with_precision", "compare_precision", "predict_trs", "attribute", "attribute_layer",
+           "auto_batch_size", "compare_precision", "predict_trs", "attribute", "attribute_layer",
            "attribute_subjects", "table_path", "word_weights", "ig_completeness", "ig_path", "recovery_scores",
            "shade_words", "position_profile"]

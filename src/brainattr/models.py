@@ -441,6 +441,28 @@ def precision_suffix(dtype: torch.dtype) -> str:
     return "-" + names.get(dtype, str(dtype).replace("torch.", ""))
 
 
+def with_precision(lm: LanguageModel, precision) -> LanguageModel:
+    """A copy of ``lm`` whose weights are in another precision, named as :func:`load_model` names it.
+
+    Parameters
+    ----------
+    lm : LanguageModel
+    precision : {"fp32", "bf16", "fp16"} or torch.dtype
+        See :func:`resolve_dtype`.
+
+    Returns
+    -------
+    LanguageModel
+        Its features, fits and attribution tables are cached apart from ``lm``'s.
+    """
+    import copy
+    import dataclasses
+
+    dtype = resolve_dtype(precision, next(lm.model.parameters()).device.type)
+    base = lm.name.removesuffix(precision_suffix(next(lm.model.parameters()).dtype))
+    return dataclasses.replace(lm, model=copy.deepcopy(lm.model).to(dtype), name=base + precision_suffix(dtype))
+
+
 def load_model(name_or_path: str = "smollm2-135m", device: str = "cpu", precision="fp32",
                progress: bool = True) -> LanguageModel:
     """Load a causal LM and its tokenizer, frozen, in eval mode.
