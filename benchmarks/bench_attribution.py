@@ -25,7 +25,7 @@ It measures, on the same windows (held-out TRs of fold 0, ``--context`` words ea
 
 then prints tokens/s, the ratios, and the extrapolated cost of the paper's GxI for this model (3
 layers x 8 subjects x the Harry Potter held-out TRs at this context). Shape-true models
-(``shape-<name>``, :func:`brainattr.models.shape_true_model`) have random weights and a random
+(``shape-<name>``, :func:`brainattr.lm.shape_true_model`) have random weights and a random
 encoding head of the right width: run time does not depend on the values.
 """
 from __future__ import annotations
@@ -94,8 +94,9 @@ def _encodings(lm, data, layer, context, random_head, seed=0):
 
 def main(argv=None):
     from brainattr import attribution as A
-    from brainattr.dataset import load_dataset
-    from brainattr.models import load_model, with_precision
+    from brainattr.attribution.batch import TokenizedText, collate, make_instance
+    from brainattr.data import load_dataset
+    from brainattr.lm import load_model, with_precision
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m", help="a built-in, a shape-<name> stand-in or a local model")
@@ -123,8 +124,8 @@ def main(argv=None):
     encs = _encodings(lm, data, layer, args.context, random_head)
     ds, enc = data[0], encs[0]
     trs = A.held_out_trs(enc, fold=0, n=args.trs)
-    text = A._Text(lm, ds.stimulus)
-    insts = [A._instance(text, A.tr_window(ds.stimulus, enc, int(t), args.context), "last", with_next=True)
+    text = TokenizedText(lm, ds.stimulus)
+    insts = [make_instance(text, A.tr_window(ds.stimulus, enc, int(t), args.context), "last", with_next=True)
              for t in trs]
     n_tokens = int(sum(len(i.ids) for i in insts))
     step = 4 if batch_size == "auto" else batch_size
@@ -133,31 +134,32 @@ def main(argv=None):
     # 1. the ceiling: forward + backward of the whole model, batched as ours, nothing else
     def bare():
         for k in range(0, len(insts), step):
-            batch = A._collate(insts[k:k + step], lm.tokenizer.pad_token_id, device)
+            batch = collate(insts[k:k + step], lm.tokenizer.pad_token_id, device)
             emb = lm.model.get_input_embeddings()(batch["ids"]).detach().requires_grad_(True)
             out = lm.model(inputs_embeds=emb, attention_mask=batch["mask"], use_cache=False)
             torch.autograd.grad(out.logits[..., 0].float().sum(), emb)
     results["ceiling_fwd_bwd"] = _timed(bare, args.repeats)[0]
 
     # 2. ours: one subject, then all subjects in one pass, then one call per subject
-    common = dict(context=args.context, batch_size=batch_size, ig_steps=args.ig_steps, progress=False)
+    settings = A.AttributionSettings(context=args.context, batch_size=batch_size, ig_steps=args.ig_steps)
 
     def ours(tasks, subjects=1):
-        return lambda: A.compute_attributions_subjects(lm, data[:subjects], encs[:subjects], layer, trs,
-                                                       tasks=tasks, **common)
+        return lambda: A.compute_attributions(lm, data[:subjects], encs[:subjects], layer, trs,
+                                              settings.replace(tasks=tasks), progress=False)
     results["ours_ba_gxi"] = _timed(ours(("ba",)), args.repeats)[0]
     results["ours_nwp_gxi"] = _timed(ours(("nwp",)), args.repeats)[0]
     results["ours_ba_nwp_gxi"] = _timed(ours(("ba", "nwp")), args.repeats)[0]
     S = len(data)
     results["ours_subjects_shared"] = _timed(ours(("ba", "nwp"), S), args.repeats)[0]
     results["ours_subjects_one_by_one"] = _timed(
-        lambda: [A.compute_attributions(lm, d, e, layer, trs, tasks=("ba", "nwp") if k == 0 else ("ba",), **common)
+        lambda: [A.compute_attributions(lm, [d], [e], layer, trs,
+                                        settings.replace(tasks=("ba", "nwp") if k == 0 else ("ba",)), progress=False)
                  for k, (d, e) in enumerate(zip(data, encs))], args.repeats)[0]
 
     # 3. IG, one subject
     ig_trs = trs[:args.ig_trs]
-    t_ig = _timed(lambda: A.compute_attributions(lm, ds, enc, layer, ig_trs, methods=("ig",),
-                                                 **dict(common, batch_size=1)), 1)[0]
+    t_ig = _timed(lambda: A.compute_attributions(lm, [ds], [enc], layer, ig_trs,
+                                                 settings.replace(methods=("ig",), batch_size=1), progress=False), 1)[0]
     results["ours_ig_per_tr"] = t_ig / len(ig_trs)
 
     # 4. naive: one TR at a time, captum InputXGradient, fp32, the whole model with output_hidden_states
@@ -172,7 +174,7 @@ def main(argv=None):
             head = A.BAHead.from_encoding(enc, inst.window.tr, vox).to(device)
             measured = torch.as_tensor(enc.measured_tr(inst.window.tr, ds.responses)[vox][None],
                                        dtype=torch.float32, device=device)
-            single = A._collate([inst], naive_lm.tokenizer.pad_token_id, device)
+            single = collate([inst], naive_lm.tokenizer.pad_token_id, device)
             emb = naive_lm.model.get_input_embeddings()(single["ids"]).detach().requires_grad_(True)
 
             def target(e):

@@ -75,8 +75,8 @@ def fold_breakdown(X, Y, tr_runs, alphas, inner_folds, backend, dtype, n_targets
     from himalaya.kernel_ridge import KernelRidgeCV
     from sklearn.model_selection import KFold
 
-    from brainattr.encoding import _himalaya_backend, _zscore_responses, run_splits
-    from brainattr.features import DELAYS, TRIM, make_delayed, trim_mask, zscore_runs
+    from brainattr.encoding import _himalaya_backend, _zscore_responses
+    from brainattr.trs import DELAYS, TRIM, make_delayed, run_splits, trim_mask, zscore_runs
 
     seconds = {}
     start = time.perf_counter()

@@ -2,7 +2,8 @@
 import numpy as np
 import torch
 
-from brainattr import attribution as A
+from brainattr.attribution.methods import input_gradients
+from brainattr.attribution.targets import compute_targets
 
 
 def assert_gradients_match_finite_differences(lm, layer, head, batch, measured, rtol, atol, nonzero=False):
@@ -15,15 +16,15 @@ def assert_gradients_match_finite_differences(lm, layer, head, batch, measured, 
     """
     tasks = ("ba", "nwp")
     emb = lm.model.get_input_embeddings()(batch["ids"]).detach().requires_grad_(True)
-    targets = A._targets(lm, layer, head, emb, batch, measured, tasks)
-    grads = A._grads(targets, emb)
+    targets = compute_targets(lm, layer, head, emb, batch, measured, tasks)
+    grads = input_gradients(targets, emb)
     gen = torch.Generator().manual_seed(0)
     v = torch.randn(emb.shape, generator=gen, dtype=torch.float64) * batch["attr"][..., None]
     v = v * float(emb.detach().std())
     eps = 1e-3
     with torch.no_grad():
-        plus = A._targets(lm, layer, head, emb + eps * v, batch, measured, tasks)
-        minus = A._targets(lm, layer, head, emb - eps * v, batch, measured, tasks)
+        plus = compute_targets(lm, layer, head, emb + eps * v, batch, measured, tasks)
+        minus = compute_targets(lm, layer, head, emb - eps * v, batch, measured, tasks)
     for task in tasks:
         fd = (plus[task] - minus[task]) / (2 * eps)
         analytic = (grads[task] * v).sum((1, 2))

@@ -1,4 +1,4 @@
-"""Write tiny files in the exact on-disk formats of the real datasets (for tests/test_loaders.py).
+"""Write tiny files in the exact on-disk formats of the real datasets (tests of brainattr.data's loaders).
 
 - Harry Potter, CMU release (Wehbe et al. 2014): ``subject_N.mat`` (MATLAB v5: ``data``, ``time``,
   ``words`` struct with ``text``/``start``/``length``, ``meta`` struct with the release's 13 fields)

@@ -15,13 +15,13 @@ def _private_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_lm():
-    from brainattr.models import load_model
+    from brainattr.lm import load_model
 
     return load_model("tiny-random")
 
 
 @pytest.fixture(scope="session")
 def small_stimulus():
-    from brainattr.stimulus import load_builtin_stimulus
+    from brainattr.data import load_builtin_stimulus
 
     return load_builtin_stimulus(max_words=600)

@@ -17,9 +17,12 @@ import torch
 from _gradcheck import assert_gradients_match_finite_differences
 from brainattr import attribution as A
 from brainattr import features as F
-from brainattr.dataset import Dataset
+from brainattr.attribution.batch import TokenizedText, collate, make_instance
+from brainattr.attribution.methods import gradient_x_input, ig_baseline_embeddings
+from brainattr.attribution.targets import compute_targets, full_forward
 from brainattr.encoding import fit_encoding
-from brainattr.models import TINY_ARCHS, decoder_layers, make_tiny_model
+from brainattr.lm import TINY_ARCHS, decoder_layers, layer_states, make_tiny_model, special_prefix, word_token_spans
+from brainattr.schema import Dataset
 
 ARCHS = list(TINY_ARCHS)
 #: Class of each tiny model: the real checkpoints' architectures (PAPER_MODELS) among them.
@@ -95,11 +98,11 @@ def test_layer_states_equal_a_full_run_and_skip_deeper_blocks(arch):
                 for i, b in enumerate(blocks)]
     try:
         with torch.no_grad():
-            got = F.layer_states(lm.model, [0, 1, 2], input_ids=ids)
+            got = layer_states(lm.model, [0, 1, 2], input_ids=ids)
             assert calls == [1, 1, 0, 0]                               # blocks 3 and 4 never ran
-            only0 = F.layer_states(lm.model, [0], input_ids=ids)
+            only0 = layer_states(lm.model, [0], input_ids=ids)
             assert calls == [1, 1, 0, 0]                               # layer 0 alone runs no block
-            last = F.layer_states(lm.model, [lm.n_layers], input_ids=ids)
+            last = layer_states(lm.model, [lm.n_layers], input_ids=ids)
             assert calls == [2, 2, 1, 1]                               # ... and the counter does count
     finally:
         for h in counters:
@@ -122,14 +125,14 @@ def test_right_padding_leaves_real_tokens_unchanged(arch):
         ids[b, :len(s)], mask[b, :len(s)] = s, 1
     layers = [0, LAYER, lm.n_layers]
     with torch.no_grad():
-        batch = F.layer_states(lm.model, layers, input_ids=ids, attention_mask=mask)
+        batch = layer_states(lm.model, layers, input_ids=ids, attention_mask=mask)
         emb = lm.model.get_input_embeddings()(ids)
-        x, final = A._full_forward(lm.model, LAYER, emb, mask)
+        x, final = full_forward(lm.model, LAYER, emb, mask)
         for b, s in enumerate(seqs):
-            single = F.layer_states(lm.model, layers, input_ids=s[None])
+            single = layer_states(lm.model, layers, input_ids=s[None])
             for layer in layers:
                 torch.testing.assert_close(batch[layer][b, :len(s)], single[layer][0], rtol=1e-5, atol=1e-5)
-            x1, final1 = A._full_forward(lm.model, LAYER, lm.model.get_input_embeddings()(s[None]), None)
+            x1, final1 = full_forward(lm.model, LAYER, lm.model.get_input_embeddings()(s[None]), None)
             torch.testing.assert_close(x[b, :len(s)], x1[0], rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(final[b, :len(s)], final1[0], rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(x1, single[LAYER], rtol=1e-6, atol=1e-6)   # one layer convention
@@ -140,13 +143,13 @@ def test_word_alignment_and_special_prefix(arch):
     lm = tiny(arch)
     tok = lm.tokenizer
     words = ["It", "is", "a", "truth", "universally", "acknowledged,", "that", "Mr.", "Bennet"]
-    ids, spans = F.word_token_spans(words, tok)
+    ids, spans = word_token_spans(words, tok)
     assert spans[0, 0] == 0 and spans[-1, 1] == len(ids)
     np.testing.assert_array_equal(spans[1:, 0], spans[:-1, 1])
     pieces = tok.convert_ids_to_tokens(ids.tolist())
     for w, (a, b) in zip(words, spans):
         assert tok.convert_tokens_to_string(pieces[a:b]).strip() == w
-    prefix = F.special_prefix(tok)
+    prefix = special_prefix(tok)
     assert prefix == ([tok.bos_token_id] if arch in WITH_BOS else [])
     assert tok(" ".join(words))["input_ids"] == prefix + ids.tolist()
 
@@ -167,9 +170,9 @@ def test_fast_and_exact_features(arch, small_stimulus):
     # the random Mamba2 blocks of Zamba2 forget within a few tokens, so look after its attention block)
     assert np.abs(fast[2, 2 * C:] - exact[2, 2 * C:]).max() > 1e-6
     # exact mode = one direct forward pass over each word's window (with the BOS prefix, if any)
-    ids, spans = F.word_token_spans(words, lm.tokenizer)
+    ids, spans = word_token_spans(words, lm.tokenizer)
     i = 60
-    window = torch.as_tensor(F.special_prefix(lm.tokenizer) + ids[spans[i - C, 0]:spans[i, 1]].tolist())[None]
+    window = torch.as_tensor(special_prefix(lm.tokenizer) + ids[spans[i - C, 0]:spans[i, 1]].tolist())[None]
     ref, _ = _reference_states(lm.model, window)
     k = spans[i, 1] - spans[i, 0]
     np.testing.assert_allclose(exact[1, i], ref[LAYER][0, -k:].mean(0).numpy(), rtol=1e-4, atol=1e-5)
@@ -192,12 +195,12 @@ def encoded(small_stimulus):
 
 def _batch(lm, ds, enc, trs, context=12):
     """Instances of ``trs`` and a BA head whose feature z-scoring fits this model's layer-L states."""
-    text = A._Text(lm, ds.stimulus)
-    insts = [A._instance(text, A.tr_window(ds.stimulus, enc, t, context), "last", with_next=True) for t in trs]
+    text = TokenizedText(lm, ds.stimulus)
+    insts = [make_instance(text, A.tr_window(ds.stimulus, enc, t, context), "last", with_next=True) for t in trs]
     vox = A.voxel_mask("language", ds)
     h = enc.head(int(trs[0]))
     with torch.no_grad():
-        states = F.layer_states(lm.model, [LAYER], input_ids=torch.as_tensor(text.token_ids[:150])[None])[LAYER][0]
+        states = layer_states(lm.model, [LAYER], input_ids=torch.as_tensor(text.token_ids[:150])[None])[LAYER][0]
     # random weights: the fit on random features is near zero for some folds (large ridge penalties)
     weights = np.random.default_rng(1).standard_normal(h["weights"][:, :, vox].shape) / 8
     head = A.BAHead(weights, h["intercept"][vox], states.mean(0).numpy(), states.std(0).numpy())
@@ -207,14 +210,14 @@ def _batch(lm, ds, enc, trs, context=12):
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_nwp_target_is_the_models_own_cross_entropy(arch, encoded):
-    """Checks the LM head as _nwp_loss applies it (tied or not, Gemma 2/3's final soft-capping)."""
+    """Checks the LM head as nwp_loss applies it (tied or not, Gemma 2/3's final soft-capping)."""
     lm = tiny(arch)
     ds, enc = encoded
     insts, _, _ = _batch(lm, ds, enc, enc.test_trs[0][[2, 7]])
-    batch = A._collate(insts, lm.tokenizer.pad_token_id, "cpu")
+    batch = collate(insts, lm.tokenizer.pad_token_id, "cpu")
     with torch.no_grad():
         emb = lm.model.get_input_embeddings()(batch["ids"])
-        got = A._targets(lm, LAYER, None, emb, batch, None, ("nwp",))["nwp"]
+        got = compute_targets(lm, LAYER, None, emb, batch, None, ("nwp",))["nwp"]
         for b, inst in enumerate(insts):
             logits = lm.model(input_ids=torch.as_tensor(inst.ids)[None]).logits[0]
             q0, q1 = inst.nwp_range
@@ -233,15 +236,15 @@ def test_gxi_on_a_padded_batch_equals_captum_on_single_instances(arch, encoded):
     tasks = ("ba", "nwp")
     insts, head, measured = _batch(lm, ds, enc, trs)
     assert len({len(i.ids) for i in insts}) > 1                      # the batch is padded
-    batch = A._collate(insts, lm.tokenizer.pad_token_id, "cpu")
-    ours, targets = A._gxi(lm, LAYER, head, batch, measured, tasks)
+    batch = collate(insts, lm.tokenizer.pad_token_id, "cpu")
+    ours, targets = gradient_x_input(lm, LAYER, head, batch, measured, tasks)
     for b, inst in enumerate(insts):
-        single = A._collate([inst], lm.tokenizer.pad_token_id, "cpu")
+        single = collate([inst], lm.tokenizer.pad_token_id, "cpu")
         emb = lm.model.get_input_embeddings()(single["ids"]).detach()
         m = single["attr"][..., None].float()
         for task in tasks:
             def forward(e, task=task):
-                return A._targets(lm, LAYER, head, e, single, measured[b:b + 1], (task,))[task]
+                return compute_targets(lm, LAYER, head, e, single, measured[b:b + 1], (task,))[task]
             with torch.no_grad():
                 assert abs(float(forward(emb)) - float(targets[task][b])) <= 1e-5 * max(1.0, abs(float(forward(emb))))
             ref = (InputXGradient(forward).attribute(emb.clone().requires_grad_()) * m).sum(-1)[0].detach()
@@ -258,7 +261,7 @@ def test_gradients_match_finite_differences(arch, encoded):
     lm = dataclasses.replace(base, model=copy.deepcopy(base.model).double())
     trs = enc.test_trs[3][:2]
     insts, head, measured = _batch(lm, ds, enc, trs, context=6)
-    batch = A._collate(insts, lm.tokenizer.pad_token_id, "cpu")
+    batch = collate(insts, lm.tokenizer.pad_token_id, "cpu")
     head, measured = head.double(), measured.double()
     assert_gradients_match_finite_differences(lm, LAYER, head, batch, measured, rtol=2e-3, atol=1e-9, nonzero=True)
 
@@ -274,4 +277,4 @@ def test_token_ig_baseline_is_the_embedding_the_model_sees(arch):
     lm = dataclasses.replace(base, model=model)
     emb = model.get_input_embeddings()(torch.tensor([[5, 6, eos]]))
     attr = torch.ones(emb.shape[:2], dtype=torch.bool)
-    torch.testing.assert_close(A._ig_baseline(lm, emb, attr, "eos"), emb[:, 2:].expand_as(emb))
+    torch.testing.assert_close(ig_baseline_embeddings(lm, emb, attr, "eos"), emb[:, 2:].expand_as(emb))

@@ -1,6 +1,7 @@
-"""Tests for brainattr.attribution on the tiny random model (BA head, GxI, IG, storage)."""
+"""Tests for brainattr.attribution on the tiny random model (settings, BA head, GxI, IG, storage)."""
 import copy
 import dataclasses
+import re
 
 import numpy as np
 import pandas as pd
@@ -9,11 +10,20 @@ import torch
 
 from _gradcheck import assert_gradients_match_finite_differences
 from brainattr import attribution as A
-from brainattr.dataset import Dataset
+from brainattr.analysis import recovery_scores, word_weights
+from brainattr.attribution import engine, methods, store
+from brainattr.attribution.batch import TokenizedText, collate, make_instance
+from brainattr.attribution.methods import gradient_x_input, integrated_gradients
+from brainattr.attribution.targets import compute_targets
+from brainattr.attribution.windows import select_windows
 from brainattr.encoding import fit_encoding
 from brainattr.features import stimulus_tr_features
+from brainattr.lm import with_precision
+from brainattr.pipeline import attribute_layers
+from brainattr.schema import Dataset
 
 LAYER = 2
+S = A.AttributionSettings
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +43,80 @@ def setup(tiny_lm, small_stimulus):
 
 
 def _instances(lm, ds, enc, trs, context, tasks):
-    text = A._Text(lm, ds.stimulus)
-    return [A._instance(text, A.tr_window(ds.stimulus, enc, t, context), "last", with_next="nwp" in tasks)
+    text = TokenizedText(lm, ds.stimulus)
+    return [make_instance(text, A.tr_window(ds.stimulus, enc, t, context), "last", with_next="nwp" in tasks)
             for t in trs]
+
+
+def _attributions(lm, ds, enc, trs, **settings):
+    """One subject's tables, in memory (``compute_attributions`` of a one-subject list)."""
+    tables, = A.compute_attributions(lm, [ds], [enc], LAYER, trs, S(**settings), progress=False)
+    return tables
 
 
 def _measured(enc, ds, trs, vox):
     return torch.as_tensor(np.stack([enc.measured_tr(t, ds.responses)[vox] for t in trs]), dtype=torch.float32)
+
+
+# ---------------------------------------------------------------- settings
+def test_settings_defaults_are_frozen_and_replace_makes_a_validated_copy():
+    s = S()
+    assert (s.context, s.pooling, s.tasks, s.methods, s.voxel_set, s.ig_steps, s.ig_baseline, s.batch_size,
+            s.ig_rows, s.precision) == (80, "last", ("ba", "nwp"), ("gxi",), "language", 20, "zero", "auto", 8, None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.context = 10
+    t = s.replace(context=8, tasks=["ba"], methods=["gxi", "ig"], batch_size=np.int64(3))
+    assert (t.context, t.tasks, t.methods, t.batch_size) == (8, ("ba",), ("gxi", "ig"), 3)   # lists become tuples
+    assert s == S() and t != s                                                          # the original is untouched
+    assert hash(t) == hash(S(context=8, tasks=("ba",), methods=("gxi", "ig"), batch_size=3))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("tasks", ("ba", "sentiment"), "unknown task 'sentiment'"),
+    ("tasks", "ba", "unknown task 'b'"),                          # a bare string is not a tuple of tasks
+    ("methods", ("lrp",), "unknown method 'lrp'"),
+    ("pooling", "max", "unknown pooling 'max'"),
+    ("ig_baseline", "mean", "unknown IG baseline 'mean'"),
+    ("batch_size", 0, "batch_size must be a positive int or 'auto', got 0"),
+    ("batch_size", -2, "batch_size must be a positive int or 'auto', got -2"),
+    ("batch_size", True, "batch_size must be a positive int or 'auto', got True"),
+    ("batch_size", 2.0, "batch_size must be a positive int or 'auto', got 2.0"),
+    ("batch_size", "4", "batch_size must be a positive int or 'auto', got '4'"),
+    ("context", -1, "context must be a non-negative int, got -1"),
+    ("context", 8.5, "context must be a non-negative int, got 8.5"),
+    ("ig_steps", 0, "ig_steps must be a positive int, got 0"),
+    ("ig_rows", 0, "ig_rows must be a positive int, got 0"),
+    ("ig_rows", None, "ig_rows must be a positive int, got None"),
+])
+def test_settings_refuse_bad_values_naming_the_field(field, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        S(**{field: value})
+    with pytest.raises(ValueError, match=re.escape(message)):   # replace validates again
+        S().replace(**{field: value})
+
+
+def test_settings_accept_every_documented_value():
+    for task in A.TASKS:
+        assert S(tasks=(task,)).tasks == (task,)
+    for method in A.METHODS:
+        assert S(methods=(method,)).methods == (method,)
+    for pooling in A.POOLINGS:
+        assert S(pooling=pooling).pooling == pooling
+    for baseline in A.IG_BASELINES:
+        assert S(ig_baseline=baseline).ig_baseline == baseline
+    assert S(batch_size=1).batch_size == 1 and S(context=0).context == 0
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5, 20, 64])
+def test_ig_alphas_are_captums_gauss_legendre(steps):
+    from captum.attr._utils.approximation_methods import approximation_parameters
+
+    step_sizes, alphas = approximation_parameters("gausslegendre")
+    got_alphas, got_weights = A.ig_alphas(steps)
+    assert got_alphas.dtype == got_weights.dtype == np.float64 and got_alphas.shape == got_weights.shape == (steps,)
+    np.testing.assert_allclose(got_alphas, alphas(steps), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(got_weights, step_sizes(steps), rtol=0, atol=1e-15)
+    assert abs(got_weights.sum() - 1.0) < 1e-12 and ((got_alphas > 0) & (got_alphas < 1)).all()
 
 
 # ---------------------------------------------------------------- windows, voxels, errors
@@ -72,14 +149,16 @@ def test_clear_errors(setup):
     lm, ds, enc, _ = setup
     trs = enc.test_trs[0][:1]
     with pytest.raises(ValueError, match="unknown method"):
-        A.compute_attributions(lm, ds, enc, LAYER, trs, methods=("lrp",), progress=False)
+        _attributions(lm, ds, enc, trs, methods=("lrp",))
     with pytest.raises(ValueError, match="unknown task"):
-        A.compute_attributions(lm, ds, enc, LAYER, trs, tasks=("sentiment",), progress=False)
+        _attributions(lm, ds, enc, trs, tasks=("sentiment",))
     with pytest.raises(ValueError, match="not held out by fold 1"):
-        A._windows(ds.stimulus, enc, trs, 10, fold=1)
+        select_windows(ds.stimulus, enc, trs, 10, fold=1)
     short = dataclasses.replace(lm, max_positions=40)
     with pytest.raises(ValueError, match="lower `context`"):
-        A.compute_attributions(short, ds, enc, LAYER, trs, context=200, progress=False)
+        _attributions(short, ds, enc, trs, context=200)
+    with pytest.raises(ValueError, match="unknown precision 'half'"):   # checked where it is used
+        _attributions(lm, ds, enc, trs, precision="half")
 
 
 # ---------------------------------------------------------------- the BA head is the encoding model
@@ -122,21 +201,21 @@ def _captum_check(lm, ds, enc, trs, method, **kw):
     insts = _instances(lm, ds, enc, trs, 15, tasks)
     head = A.BAHead.from_encoding(enc, trs[0], vox)
     measured = _measured(enc, ds, trs, vox)
-    batch = A._collate(insts, lm.tokenizer.pad_token_id, "cpu")   # padded: lengths differ
+    batch = collate(insts, lm.tokenizer.pad_token_id, "cpu")   # padded: lengths differ
     assert len({len(i.ids) for i in insts}) > 1
     if method == "gxi":
-        ours, _ = A._gxi(lm, LAYER, head, batch, measured, tasks)
+        ours, _ = gradient_x_input(lm, LAYER, head, batch, measured, tasks)
     else:
-        ours, _, _ = A._ig(lm, LAYER, head, batch, measured, tasks, kw["n_steps"], rows_per_pass=3,
-                           baseline=kw.get("baseline", "zero"))
+        ours, _, _ = integrated_gradients(lm, LAYER, head, batch, measured, tasks, kw["n_steps"], rows_per_pass=3,
+                                          baseline=kw.get("baseline", "zero"))
     for b, inst in enumerate(insts):
-        single = A._collate([inst], lm.tokenizer.pad_token_id, "cpu")   # one instance, no padding
+        single = collate([inst], lm.tokenizer.pad_token_id, "cpu")   # one instance, no padding
         emb = lm.model.get_input_embeddings()(single["ids"]).detach()
         m = single["attr"][..., None].float()
         for task in tasks:
             def forward(e, task=task):  # captum's IG passes all steps as one batch: repeat the instance
                 rep = {k: v.expand(e.shape[0], *v.shape[1:]) for k, v in single.items()}
-                return A._targets(lm, LAYER, head, e, rep, measured[b:b + 1].expand(e.shape[0], -1), (task,))[task]
+                return compute_targets(lm, LAYER, head, e, rep, measured[b:b + 1].expand(e.shape[0], -1), (task,))[task]
             if method == "gxi":
                 ref = InputXGradient(forward).attribute(emb.requires_grad_()) * m
             else:
@@ -178,12 +257,12 @@ def test_ig_with_token_baseline_matches_captum(setup):
 def test_ig_unknown_baseline_is_a_clear_error(setup):
     lm, ds, enc, _ = setup
     with pytest.raises(ValueError, match="unknown IG baseline 'mean'"):
-        A.compute_attributions(lm, ds, enc, LAYER, enc.test_trs[1][:1], context=10, tasks=("ba",),
-                               methods=("ig",), ig_steps=2, progress=False, ig_baseline="mean")
+        _attributions(lm, ds, enc, enc.test_trs[1][:1], context=10, tasks=("ba",), methods=("ig",), ig_steps=2,
+                      ig_baseline="mean")
     # the tiny model's padding row is all zeros (nn.Embedding padding_idx): say so
     with pytest.warns(UserWarning, match="all-zero embedding"):
-        A.compute_attributions(lm, ds, enc, LAYER, enc.test_trs[1][:1], context=10, tasks=("ba",),
-                               methods=("ig",), ig_steps=2, progress=False, ig_baseline="pad")
+        _attributions(lm, ds, enc, enc.test_trs[1][:1], context=10, tasks=("ba",), methods=("ig",), ig_steps=2,
+                      ig_baseline="pad")
 
 
 def test_gradients_match_finite_differences(setup):
@@ -192,7 +271,7 @@ def test_gradients_match_finite_differences(setup):
     trs = enc.test_trs[3][:2]
     vox = A.voxel_mask("all", ds)
     insts = _instances(lm, ds, enc, trs, 10, ("ba", "nwp"))
-    batch = A._collate(insts, lm.tokenizer.pad_token_id, "cpu")
+    batch = collate(insts, lm.tokenizer.pad_token_id, "cpu")
     head = A.BAHead.from_encoding(enc, trs[0], vox).double()
     measured = _measured(enc, ds, trs, vox).double()
     assert_gradients_match_finite_differences(lm, LAYER, head, batch, measured, rtol=1e-3, atol=1e-6)
@@ -201,8 +280,7 @@ def test_gradients_match_finite_differences(setup):
 def test_ig_completeness_converges(setup):
     lm, ds, enc, _ = setup
     trs = enc.test_trs[2][[3, 8]]
-    tables = A.compute_attributions(lm, ds, enc, LAYER, trs, context=10, tasks=("ba",), methods=("ig",),
-                                    ig_steps=256, ig_rows=128, progress=False)
+    tables = _attributions(lm, ds, enc, trs, context=10, tasks=("ba",), methods=("ig",), ig_steps=256, ig_rows=128)
     comp = A.ig_completeness(tables[("ba", "ig")])
     # sum of attributions = F(input) - F(baseline). The tiny random model's small embeddings make
     # RMSNorm steep right next to the zero baseline, so this needs many steps here; the notebook
@@ -217,8 +295,8 @@ def test_ig_token_baseline_completeness(setup):
     trs = enc.test_trs[2][[3, 8]]
     errors = {}
     for baseline in ("zero", "eos"):
-        tables = A.compute_attributions(lm, ds, enc, LAYER, trs, context=10, tasks=("ba",), methods=("ig",),
-                                        ig_steps=20, progress=False, ig_baseline=baseline)
+        tables = _attributions(lm, ds, enc, trs, context=10, tasks=("ba",), methods=("ig",), ig_steps=20,
+                               ig_baseline=baseline)
         comp = A.ig_completeness(tables[("ba", "ig")])
         assert (comp["delta"].abs() > 1e-6).all()
         errors[baseline] = comp["relative_error"].max()
@@ -231,7 +309,7 @@ def test_ig_token_baseline_completeness(setup):
 def test_table_layout(setup):
     lm, ds, enc, _ = setup
     trs = enc.test_trs[0][[0, 3]]
-    tables = A.compute_attributions(lm, ds, enc, LAYER, trs, context=8, progress=False)
+    tables = _attributions(lm, ds, enc, trs, context=8)
     df = tables[("ba", "gxi")]
     assert list(df.columns) == list(A.COLUMNS)
     for tr, g in df.groupby("tr"):
@@ -240,17 +318,18 @@ def test_table_layout(setup):
         np.testing.assert_array_equal(g["position"], w.end - 1 - g["word_index"])
         assert (g["word"].to_numpy() == ds.stimulus.words[g["word_index"]]).all()
         np.testing.assert_allclose(g["abs_attribution"], g["attribution"].abs())
-    weights = A.word_weights(df)
+    weights = word_weights(df)
     np.testing.assert_allclose(weights.groupby("tr")["weight"].sum(), 1.0)
 
 
 def test_killed_run_resumes_without_recomputing(setup, monkeypatch):
     lm, ds, enc, _ = setup
     trs = A.held_out_trs(enc, fold=1, n=6)
-    kw = dict(context=8, methods=("gxi",), batch_size=2, part_size=2, progress=False)
-    reference = A.attribute(lm, ds, enc, LAYER, trs=trs, cache=False, **kw)
+    settings = S(context=8, methods=("gxi",), batch_size=2)
+    kw = dict(part_size=2, progress=False)
+    reference, = A.attribute(lm, [ds], [enc], LAYER, settings, trs=trs, cache=False, **kw)
 
-    real = A.compute_attributions_subjects
+    real = store.compute_attributions
     seen = []
 
     def killed_after_two_parts(*args, **kwargs):
@@ -259,9 +338,9 @@ def test_killed_run_resumes_without_recomputing(setup, monkeypatch):
         seen.append(list(args[4]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(A, "compute_attributions_subjects", killed_after_two_parts)
+    monkeypatch.setattr(store, "compute_attributions", killed_after_two_parts)
     with pytest.raises(KeyboardInterrupt):
-        A.attribute(lm, ds, enc, LAYER, trs=trs, **kw)
+        A.attribute(lm, [ds], [enc], LAYER, settings, trs=trs, **kw)
     folder = next(iter(A.table_path(ds, lm.name, LAYER, 8, "ba", "gxi").parent.glob("ba_gxi*")))
     assert not (folder / "table").exists()                     # nothing half-merged
     assert len(list((folder / "parts").glob("part-*"))) == 2   # the finished parts survive
@@ -270,15 +349,15 @@ def test_killed_run_resumes_without_recomputing(setup, monkeypatch):
 
     done_before = [t for part in seen for t in part]
     seen.clear()
-    monkeypatch.setattr(A, "compute_attributions_subjects", lambda *a, **k: (seen.append(list(a[4])), real(*a, **k))[1])
-    resumed = A.attribute(lm, ds, enc, LAYER, trs=trs, **kw)
+    monkeypatch.setattr(store, "compute_attributions", lambda *a, **k: (seen.append(list(a[4])), real(*a, **k))[1])
+    resumed, = A.attribute(lm, [ds], [enc], LAYER, settings, trs=trs, **kw)
     recomputed = [t for part in seen for t in part]
     assert sorted(recomputed + done_before) == sorted(trs.tolist())   # only the missing TRs
     assert not list((folder / "parts").iterdir())
     for key in reference:
         pd.testing.assert_frame_equal(resumed[key].to_pandas(), reference[key].to_pandas(), rtol=1e-5)
     seen.clear()
-    again = A.attribute(lm, ds, enc, LAYER, trs=trs[:3], **kw)        # a subset: served from the table
+    again, = A.attribute(lm, [ds], [enc], LAYER, settings, trs=trs[:3], **kw)   # a subset: served from the table
     assert not seen
     assert set(again[("nwp", "gxi")]["tr"]) == set(trs[:3].tolist())
 
@@ -289,16 +368,16 @@ def test_recovery_scores_on_planted_truth():
                           "contribution": rng.random(40)})
     table = truth.rename(columns={"contribution": "attribution"}).assign(abs_attribution=lambda d: d.attribution)
     table["position"] = 19 - table["word_index"]
-    scores = A.recovery_scores(table, truth, n_shuffles=10)
+    scores = recovery_scores(table, truth, n_shuffles=10)
     np.testing.assert_allclose(scores["spearman"], 1.0)
     assert (scores["shuffled"].abs() < 0.5).all()
 
 
-def test_attribute_subjects_long_table(tiny_lm):
-    from brainattr.dataset import load_dataset
+def test_attribute_layers_long_table(tiny_lm):
+    from brainattr.data import load_dataset
 
     data = load_dataset("builtin", ["sub-01", "sub-02"], max_words=600, n_language_voxels=8, n_control_voxels=4)
-    out = A.attribute_subjects(tiny_lm, data, layers=[1, 3], context=12, n_trs=3, inner_folds=3, progress=False)
+    out = attribute_layers(tiny_lm, data, layers=[1, 3], settings=S(context=12), n_trs=3, inner_folds=3, progress=False)
     groups = out.groupby(["subject", "layer", "task"]).tr.unique()
     assert len(groups) == 2 * 2 * 2
     assert all(sorted(v) == sorted(groups.iloc[0]) and len(v) == 3 for v in groups)
@@ -309,7 +388,8 @@ def test_attribute_subjects_long_table(tiny_lm):
     a = ba[(ba.subject == "sub-01") & (ba.layer == 3)].attribution.to_numpy()
     b = ba[(ba.subject == "sub-02") & (ba.layer == 3)].attribution.to_numpy()
     assert a.shape == b.shape and not np.allclose(a, b)   # each subject has its own encoding head
-    again = A.attribute_subjects(tiny_lm, data, layers=[1, 3], context=12, n_trs=3, inner_folds=3, progress=False)
+    again = attribute_layers(tiny_lm, data, layers=[1, 3], settings=S(context=12), n_trs=3, inner_folds=3,
+                             progress=False)
     pd.testing.assert_frame_equal(out, again)             # stored: the rerun reads the same tables
 
 
@@ -330,10 +410,11 @@ def two_subjects(setup):
 def test_subjects_sharing_one_pass_equal_one_subject_at_a_time(two_subjects, method):
     lm, data, encs = two_subjects
     trs = np.concatenate([encs[0].test_trs[1][:2], encs[0].test_trs[2][:1]])   # two folds: two head groups
-    kw = dict(context=8, methods=(method,), ig_steps=4, batch_size=2, progress=False)
-    together = A.compute_attributions_subjects(lm, data, encs, LAYER, trs, **kw)
+    settings = S(context=8, methods=(method,), ig_steps=4, batch_size=2)
+    together = A.compute_attributions(lm, data, encs, LAYER, trs, settings, progress=False)
+    assert len(together) == 2
     for ds, enc, got in zip(data, encs, together):
-        alone = A.compute_attributions(lm, ds, enc, LAYER, trs, **kw)
+        alone, = A.compute_attributions(lm, [ds], [enc], LAYER, trs, settings, progress=False)
         for key in alone:
             pd.testing.assert_frame_equal(got[key], alone[key], rtol=1e-4, atol=1e-7)
     assert together[0][("nwp", method)] is together[1][("nwp", method)]
@@ -342,8 +423,8 @@ def test_subjects_sharing_one_pass_equal_one_subject_at_a_time(two_subjects, met
 def test_subject_gradients_batched_or_one_by_one_agree(two_subjects, monkeypatch):
     lm, data, encs = two_subjects
     trs = encs[0].test_trs[1][:2]
-    kw = dict(context=8, tasks=("ba",), progress=False)
-    batched = A.compute_attributions_subjects(lm, data, encs, LAYER, trs, **kw)
+    settings = S(context=8, tasks=("ba",))
+    batched = A.compute_attributions(lm, data, encs, LAYER, trs, settings, progress=False)
     real_grad = torch.autograd.grad
 
     def no_vmap(*args, **kwargs):
@@ -352,9 +433,9 @@ def test_subject_gradients_batched_or_one_by_one_agree(two_subjects, monkeypatch
         return real_grad(*args, **kwargs)
 
     monkeypatch.setattr(torch.autograd, "grad", no_vmap)
-    monkeypatch.setattr(A, "_UNBATCHED_VJP", set())
-    looped = A.compute_attributions_subjects(lm, data, encs, LAYER, trs, **kw)
-    assert A._UNBATCHED_VJP == {lm.name}                      # remembered: not tried again for this model
+    monkeypatch.setattr(methods, "_UNBATCHED_VJP", set())
+    looped = A.compute_attributions(lm, data, encs, LAYER, trs, settings, progress=False)
+    assert methods._UNBATCHED_VJP == {lm.name}                      # remembered: not tried again for this model
     for a, b in zip(batched, looped):
         pd.testing.assert_frame_equal(a[("ba", "gxi")], b[("ba", "gxi")], rtol=1e-5, atol=1e-8)
 
@@ -363,19 +444,21 @@ def test_subjects_of_different_texts_are_refused(two_subjects):
     lm, data, encs = two_subjects
     other = dataclasses.replace(encs[1], tr_runs=encs[1].tr_runs[::-1].copy())
     with pytest.raises(ValueError, match="did not read the same text"):
-        A.compute_attributions_subjects(lm, data, [encs[0], other], LAYER, encs[0].test_trs[1][:1], progress=False)
+        A.compute_attributions(lm, data, [encs[0], other], LAYER, encs[0].test_trs[1][:1], progress=False)
     with pytest.raises(ValueError, match="one encoding model per subject"):
-        A.compute_attributions_subjects(lm, data, encs[:1], LAYER, encs[0].test_trs[1][:1], progress=False)
+        A.compute_attributions(lm, data, encs[:1], LAYER, encs[0].test_trs[1][:1], progress=False)
+    with pytest.raises(ValueError, match="did not read the same text"):   # the stored entry point checks too
+        A.attribute(lm, data, [encs[0], other], LAYER, trs=encs[0].test_trs[1][:1], progress=False)
 
 
-def test_attribute_layer_stores_what_attribute_reads(two_subjects, monkeypatch):
+def test_subjects_stored_together_are_read_one_at_a_time(two_subjects, monkeypatch):
     lm, data, encs = two_subjects
     trs = A.held_out_trs(encs[0], fold=2, n=3)
-    kw = dict(context=9, methods=("gxi",), progress=False)
-    stored = A.attribute_layer(lm, data, encs, LAYER, trs=trs, **kw)
-    monkeypatch.setattr(A, "compute_attributions_subjects", lambda *a, **k: pytest.fail("recomputed"))
+    settings = S(context=9, methods=("gxi",))
+    stored = A.attribute(lm, data, encs, LAYER, settings, trs=trs, progress=False)
+    monkeypatch.setattr(store, "compute_attributions", lambda *a, **k: pytest.fail("recomputed"))
     for ds, enc, tables in zip(data, encs, stored):
-        read = A.attribute(lm, ds, enc, LAYER, trs=trs, **kw)
+        read, = A.attribute(lm, [ds], [enc], LAYER, settings, trs=trs, progress=False)
         assert set(read) == set(tables) == {("ba", "gxi"), ("nwp", "gxi")}
         for key in read:
             pd.testing.assert_frame_equal(read[key].to_pandas(), tables[key].to_pandas())
@@ -385,9 +468,9 @@ def test_attribute_layer_stores_what_attribute_reads(two_subjects, monkeypatch):
 def test_batches_are_split_when_memory_runs_out(setup, monkeypatch):
     lm, ds, enc, _ = setup
     trs = enc.test_trs[1][:4]
-    kw = dict(context=8, tasks=("ba",), batch_size=4, progress=False)
-    reference = A.compute_attributions(lm, ds, enc, LAYER, trs, **kw)
-    real_gxi, sizes = A._gxi, []
+    kw = dict(context=8, tasks=("ba",), batch_size=4)
+    reference = _attributions(lm, ds, enc, trs, **kw)
+    real_gxi, sizes = engine.gradient_x_input, []
 
     def small_memory(lm_, layer, head, batch, *args):
         sizes.append(batch["ids"].shape[0])
@@ -395,17 +478,18 @@ def test_batches_are_split_when_memory_runs_out(setup, monkeypatch):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_gxi(lm_, layer, head, batch, *args)
 
-    monkeypatch.setattr(A, "_gxi", small_memory)
+    monkeypatch.setattr(engine, "gradient_x_input", small_memory)
     with pytest.warns(UserWarning, match="out of memory with a batch of 4 TRs"):
-        split = A.compute_attributions(lm, ds, enc, LAYER, trs, **kw)
+        split = _attributions(lm, ds, enc, trs, **kw)
     assert sizes == [4, 2, 1, 1, 2, 1, 1]
     pd.testing.assert_frame_equal(split[("ba", "gxi")], reference[("ba", "gxi")], rtol=1e-5, atol=1e-8)
 
-    monkeypatch.setattr(A, "_gxi", lambda *a: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("out of memory")))
+    monkeypatch.setattr(engine, "gradient_x_input",
+                        lambda *a: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("out of memory")))
     with pytest.raises(MemoryError, match="Lower `context`"), pytest.warns(UserWarning):
-        A.compute_attributions(lm, ds, enc, LAYER, trs[:2], **dict(kw, batch_size=2))
+        _attributions(lm, ds, enc, trs[:2], **dict(kw, batch_size=2))
     with pytest.raises(ValueError, match="batch_size must be a positive int or 'auto'"):
-        A.compute_attributions(lm, ds, enc, LAYER, trs[:2], **dict(kw, batch_size=0))
+        _attributions(lm, ds, enc, trs[:2], **dict(kw, batch_size=0))
 
 
 def test_auto_batch_size_scales_with_free_memory_and_length():
@@ -422,11 +506,11 @@ def test_auto_batch_size_scales_with_free_memory_and_length():
 def test_bf16_attributions_agree_with_fp32(setup):
     lm, ds, enc, _ = setup
     trs = enc.test_trs[1][:2]
-    check = A.compare_precision(lm, ds, enc, LAYER, trs, context=8)
+    check = A.compare_precision(lm, ds, enc, LAYER, trs, settings=S(context=8))
     assert set(check["task"]) == {"ba", "nwp"} and len(check) == 4
     assert (check["precision"] == "bfloat16").all() and (check["reference"] == "float32").all()
     assert (check["spearman"] > 0.95).all(), check       # same words matter (bf16 keeps ~3 significant digits)
     assert (check["target_difference"] < 0.05).all(), check
     assert (check["max_difference"] > 0).all()            # the copy really ran in bfloat16
-    lm16 = A.with_precision(lm, "bf16")
-    assert lm16.name == lm.name + "-bf16" and A.with_precision(lm16, "fp32").name == lm.name
+    lm16 = with_precision(lm, "bf16")
+    assert lm16.name == lm.name + "-bf16" and with_precision(lm16, "fp32").name == lm.name

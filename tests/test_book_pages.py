@@ -9,8 +9,8 @@ import nbformat
 import pytest
 import yaml
 
-from brainattr.params import load_config
-from brainattr.runner import PAGES_AFTER, PAGES_BEFORE, _launch_sources, _unique_scripts, render_toc
+from brainattr.book.params import load_config
+from brainattr.book.runner import PAGES_AFTER, PAGES_BEFORE, _launch_sources, _unique_scripts, render_toc
 
 REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"
@@ -70,6 +70,7 @@ def test_ci_installs_chromium_tolerantly_and_still_runs_the_tests():
     assert "apt-get install -y --no-install-recommends chromium" in text
     install = text[text.index("chromium"):text.index("make test")]
     assert "||" in install or "if " in install, "a failing chromium install must not fail CI"
+    assert re.search(r"apt-get install [^\n]*\bchromium-driver\b", install), "Selenium needs chromium-driver"
 
 
 # --------------------------------------------------------------------------- math offline
@@ -127,14 +128,57 @@ def test_figures_index_links_every_notebook_and_covers_the_paper():
     assert not re.search(r"\d+\.\d{2}", text), "the index points to chapters; numbers come from the run"
 
 
-def test_intro_opens_with_five_sentences_that_say_what_is_simulated():
+def _headings(text: str) -> list[tuple[int, str]]:
+    """(level, title) of the Markdown headings of ``text``, code blocks skipped."""
+    text = re.sub(r"^(`{3,}|~{3,}).*?^\1\s*$", "", text, flags=re.S | re.M)
+    return [(len(m.group(1)), m.group(2).strip()) for m in re.finditer(r"^(#{1,6})\s+(.+)$", text, re.M)]
+
+
+def test_landing_page_structure_title_opening_paragraph_and_links_to_the_reader_pages():
     text = (BOOK / "intro.md").read_text()
-    first = text.split("\n\n")[1]  # the paragraph after the title
-    sentences = [s for s in re.split(r"(?<=[.!?])\s+(?=[A-Z{])", " ".join(first.split())) if s]
-    assert len(sentences) == 5, sentences
-    assert "simulated" in first and "proietti2025" in first
+    headings = _headings(text)
+    assert text.startswith("# ") and [level for level, _ in headings].count(1) == 1, headings
+    assert all(level == 2 for level, _ in headings[1:]), "sections of the landing page are level 2"
+    opening = text.split("\n\n")[1]  # the paragraph right after the title says what the book is
+    assert opening.strip() and not opening.lstrip().startswith(("#", "```", "-")), opening
+    assert re.search(r"\{cite:[tp]\}`proietti2025`", opening), "the opening paragraph cites the paper"
+    assert re.search(r"^```\{(important|warning|note|attention)\}", text, re.M), \
+        "the landing page has an admonition (what is simulated)"
     for page in ("running", "teaching", "figures_index", "methods", "compute", "glossary"):
-        assert f"{{doc}}`{page}`" in text
+        assert f"{{doc}}`{page}`" in text, f"the landing page does not link to {page}"
+
+
+def test_every_page_has_one_title_and_every_doc_and_cite_reference_resolves():
+    pages = {p.stem for p in BOOK.glob("*.md")}
+    keys = set(re.findall(r"^@\w+\{([^,\s]+),", (BOOK / "references.bib").read_text(), re.M))
+    assert "proietti2025" in keys
+    for name, text in _texts().items():
+        if name.endswith(".md"):
+            assert [level for level, _ in _headings(text)].count(1) == 1, f"{name}: not exactly one # title"
+        for ref in re.findall(r"\{doc\}`([^`]+)`", text):
+            target = re.search(r"<([^>]+)>\s*$", ref)
+            target = (target.group(1) if target else ref).strip()
+            assert Path(target).name in pages, f"{name}: {{doc}}`{ref}` is not a page of book/"
+        for ref in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", text):
+            missing = [k.strip() for k in ref.split(",") if k.strip() not in keys]
+            assert not missing, f"{name}: cites {missing}, which are not in book/references.bib"
+
+
+def test_committed_toc_lists_every_chapter_and_every_entry_exists():
+    config = load_config(REPO / "params.yml")
+    assert (REPO / "_toc.yml").read_text() == render_toc(config), "_toc.yml is out of step: run `brainattr book`"
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    assert len(files) == len(set(files))
+    build = "build/notebooks/"
+    assert [f[len(build):] for f in files if f.startswith(build)] == config.names  # every chapter, in order
+    for entry in files:
+        source = (REPO / "notebooks" / f"{entry[len(build):]}.ipynb") if entry.startswith(build) else \
+            REPO / f"{entry}.md"
+        assert source.is_file(), f"_toc.yml lists {entry}, but {source.relative_to(REPO)} does not exist"
+    listed = {f[len("book/"):] for f in files if f.startswith("book/")}
+    unlisted = {p.stem for p in BOOK.glob("*.md")} - listed
+    assert not unlisted, f"pages in book/ that no table of contents lists: {unlisted}"
 
 
 def test_teaching_page_has_objectives_plan_and_the_exercise_spec():

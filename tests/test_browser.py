@@ -1,24 +1,33 @@
-"""The built book, checked in a real browser (brainattr.bookcheck), and the checker itself.
+"""The built book, checked in a real browser (brainattr.book.check), and the checker itself.
 
 The checker is first run on a small hand-made site with planted problems (so these tests can fail),
-then on the whole book built with the `tiny` profile. The browser tests need Chromium (Debian:
-`apt-get install chromium`; .ci/run installs it) and skip with the reason when it is absent.
+then on the whole book built with the `tiny` profile. The browser tests need Chromium, the
+ChromeDriver of the same version (Debian: `apt-get install chromium chromium-driver`; .ci/run
+installs them) and Selenium; they skip with the reason when one is absent.
 """
 from __future__ import annotations
 
 import base64
+import importlib.util
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from brainattr.bookcheck import check_book, find_chromium
+from brainattr.book.check import check_book, find_chromedriver, find_chromium
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = find_chromium()
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install "
-                                                             "chromium); the browser checks are skipped")
+CHROMEDRIVER = find_chromedriver(chromium=CHROMIUM)
+SELENIUM = importlib.util.find_spec("selenium") is not None
+_MISSING = [what for what, there in (("Chromium", CHROMIUM), ("ChromeDriver", CHROMEDRIVER), ("selenium", SELENIUM))
+            if not there]
+needs_chromium = pytest.mark.skipif(bool(_MISSING), reason=f"{' and '.join(_MISSING)} not installed (Debian: apt-get "
+                                                           f"install chromium chromium-driver; pip install selenium); "
+                                                           f"the browser checks are skipped")
 # a 1x1 PNG
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
 
@@ -44,7 +53,9 @@ BAD = """
 <figure><figcaption>A caption without its figure</figcaption></figure>
 <div class="cell_output docutils container"></div>
 <div class="cell_output docutils container"><pre>&lt;Figure size 640x480 with 0 Axes&gt;</pre></div>
+<p>Math MathJax never typesets here: <span class="math notranslate nohighlight">\\(x^2\\)</span></p>
 <script>console.error("planted console error");</script>
+<script>fetch("https://example.invalid/data.json").catch(() => null);</script>
 <script>window.addEventListener("load", () => { throw new Error("planted exception"); });</script>
 """
 
@@ -96,7 +107,7 @@ def test_static_check_follows_the_landing_redirect(tmp_path):
 
 
 def test_cli_reports_problems_with_exit_status_1(tmp_path, capsys):
-    from brainattr import cli
+    from brainattr.book import cli
 
     site = _site(tmp_path / "html")
     assert cli.main(["check-book", str(site), "--static-only"]) == 1
@@ -105,6 +116,68 @@ def test_cli_reports_problems_with_exit_status_1(tmp_path, capsys):
     assert cli.main(["check-book", str(site), "--static-only"]) == 0
     assert cli.main(["check-book", str(tmp_path / "nothing")]) == 1
     assert "No built book" in capsys.readouterr().err
+
+
+def _executable(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return path
+
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="stand-in executables are shell scripts")
+
+
+@posix_only
+def test_chromedriver_is_found_explicitly_by_variable_or_beside_chromium(tmp_path, monkeypatch):
+    explicit = _executable(tmp_path / "a" / "chromedriver")
+    assert find_chromedriver(str(explicit)) == str(explicit)
+    monkeypatch.setenv("BRAINATTR_CHROMEDRIVER", str(explicit))
+    assert find_chromedriver() == str(explicit)
+    monkeypatch.delenv("BRAINATTR_CHROMEDRIVER")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr("brainattr.book.check.CHROMEDRIVER_PLACES", ())
+    browser = _executable(tmp_path / "b" / "chrome")
+    assert find_chromedriver(chromium=str(browser)) is None
+    beside = _executable(tmp_path / "b" / "chromedriver")
+    assert find_chromedriver(chromium=str(browser)) == str(beside)
+
+
+def test_missing_chromedriver_is_an_error_that_says_what_to_install(tmp_path, monkeypatch):
+    from brainattr.book import check
+
+    site = _site(tmp_path / "html")
+    monkeypatch.setattr(check, "find_browser", lambda chromium=None, chromedriver=None: ("/usr/bin/chromium", None))
+    with pytest.raises(check.BrowserError, match="No ChromeDriver found.*chromium-driver"):
+        check_book(site, screenshots=None)
+    monkeypatch.setattr(check, "find_browser", lambda chromium=None, chromedriver=None: (None, None))
+    with pytest.raises(check.BrowserError, match="No Chromium found \\(tried 'my-chrome'\\)"):
+        check_book(site, screenshots=None, chromium="my-chrome")
+
+
+@posix_only
+def test_the_browser_of_the_drivers_version_is_chosen(tmp_path, monkeypatch):
+    from brainattr.book.check import find_browser
+
+    def fake(name, version):
+        return _executable(tmp_path / "bin" / name).write_text(f"#!/bin/sh\necho '{version}'\n")
+
+    fake("chromium", "Chromium 120.0.6099.224 built on Debian")
+    fake("google-chrome", "Google Chrome 126.0.6478.126")
+    fake("chromedriver", "ChromeDriver 126.0.6478.126 (abc)")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.delenv("BRAINATTR_CHROMIUM", raising=False)
+    monkeypatch.delenv("BRAINATTR_CHROMEDRIVER", raising=False)
+    monkeypatch.setattr("brainattr.book.check.CHROMEDRIVER_PLACES", ())
+    assert find_chromium() == str(tmp_path / "bin" / "chromium")  # the first on the list...
+    assert find_browser() == (str(tmp_path / "bin" / "google-chrome"), str(tmp_path / "bin" / "chromedriver"))
+    assert find_browser("chromium")[0] == str(tmp_path / "bin" / "chromium")  # ...unless named
+
+
+def test_the_checker_has_no_posix_only_or_eager_browser_imports():
+    source = (REPO / "src" / "brainattr" / "book" / "check.py").read_text()
+    assert not re.search(r"^\s*import (fcntl|select)\b", source, re.M)
+    assert not re.search(r"^(from|import) selenium", source, re.M)  # only inside functions
 
 
 @needs_chromium
@@ -118,7 +191,9 @@ def test_browser_finds_javascript_errors_and_undecodable_images(tmp_path):
     for text in ["js-error: console.error: planted console error", "js-error: uncaught Error: planted exception",
                  "missing-image: image '_images/corrupt.png' did not load",
                  "network: fetches https://example.invalid/picture.png",
-                 "missing-file: 404 for _static/missing.js"]:
+                 "network: fetches https://example.invalid/data.json",
+                 "missing-file: 404 for _static/missing.js",
+                 "math: 1 math element(s) not rendered (MathJax did not load)"]:
         assert any(text in b for b in bad), f"not reported: {text}\n{report.summary()}"
     assert (shots / "landing.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # landing = where index.html leads
     assert (shots / "figure-good.png").is_file()
@@ -138,8 +213,8 @@ def _ensure_mathjax() -> None:
 @needs_chromium
 def test_tiny_book_has_no_problems_in_the_browser(tmp_path):
     """Build the whole book with the `tiny` profile in a copy of the project, then check every page."""
-    from brainattr.params import load_config
-    from brainattr.runner import build_book
+    from brainattr.book.params import load_config
+    from brainattr.book.runner import build_book
 
     _ensure_mathjax()
     project = tmp_path / "project"

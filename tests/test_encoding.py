@@ -4,9 +4,10 @@ import pytest
 from scipy.stats import pearsonr
 from sklearn.linear_model import Ridge
 
-from brainattr.dataset import DataError
-from brainattr.encoding import EncodingResult, fit_encoding, pearson_r, run_splits
-from brainattr.features import make_delayed, trim_mask, zscore_runs
+from brainattr.schema import DataError
+from brainattr.encoding import EncodingResult, fit_encoding
+from brainattr.metrics import pearson_r
+from brainattr.trs import make_delayed, run_splits, trim_mask, zscore_runs
 
 
 def planted(n_runs=4, run_len=90, H=8, n_signal=6, n_noise=6, delays=(1, 2, 3, 4), noise=0.5, seed=0):

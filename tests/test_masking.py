@@ -4,6 +4,7 @@ import pytest
 
 from brainattr import attribution as A
 from brainattr import masking as M
+from brainattr.attribution.batch import TokenizedText
 from test_attribution import LAYER, setup  # noqa: F401  (the tiny-model fixture)
 
 
@@ -12,7 +13,8 @@ def test_unmasked_evaluation_equals_the_head_and_nwp_targets(setup):
     trs = enc.test_trs[1][[0, 3, 6]]
     pred, loss = M.evaluate_windows(lm, ds, enc, LAYER, trs, context=10)
     np.testing.assert_allclose(pred, A.predict_trs(lm, ds.stimulus, enc, LAYER, trs, context=10), atol=1e-5)
-    tables = A.compute_attributions(lm, ds, enc, LAYER, trs, context=10, tasks=("nwp",), progress=False)
+    tables, = A.compute_attributions(lm, [ds], [enc], LAYER, trs, A.AttributionSettings(context=10, tasks=("nwp",)),
+                                     progress=False)
     ref = tables[("nwp", "gxi")].groupby("tr")["target"].first().loc[trs].to_numpy()
     np.testing.assert_allclose(loss, ref, rtol=1e-5)
 
@@ -37,7 +39,8 @@ def test_random_selection_helpers(setup):
     assert set(reps[5]) == {10, 11}
     assert all(w != ds.stimulus.words[i] and w in set(ds.stimulus.words) for i, w in reps[5].items())
     trs = enc.test_trs[1][[0, 3]]
-    table = A.compute_attributions(lm, ds, enc, LAYER, trs, context=10, tasks=("ba",), progress=False)[("ba", "gxi")]
+    table = A.compute_attributions(lm, [ds], [enc], LAYER, trs, A.AttributionSettings(context=10, tasks=("ba",)),
+                                   progress=False)[0][("ba", "gxi")]
     top = M.masked_words(table, 0.01)
     assert all(len(v) == 1 for v in top.values())    # 1 % of the attribution: the single largest word
     best = table.loc[table.groupby("tr")["abs_attribution"].idxmax()].set_index("tr")["word_index"]
@@ -51,7 +54,7 @@ def test_random_selection_helpers(setup):
 def test_masking_check_tables(setup):
     lm, ds, enc, _ = setup
     trs = enc.test_trs[1][:6]
-    t = A.compute_attributions(lm, ds, enc, LAYER, trs, context=10, progress=False)
+    t, = A.compute_attributions(lm, [ds], [enc], LAYER, trs, A.AttributionSettings(context=10), progress=False)
     per_tr, per_voxel = M.masking_check(lm, ds, enc, LAYER, t[("ba", "gxi")], t[("nwp", "gxi")], context=10,
                                         voxel_set="all")
     assert set(per_tr.masking) == {"none", "top BA", "top NWP", "random"}
@@ -67,17 +70,17 @@ def test_masking_check_tables(setup):
 def test_substitution_equals_retokenizing_the_altered_text(kind, small_stimulus):
     from dataclasses import replace
 
-    from brainattr.models import train_tiny_tokenizer
+    from brainattr.lm import train_tiny_tokenizer
 
     tok = train_tiny_tokenizer(kind)
     lm = type("LM", (), {"tokenizer": tok})()
-    text = A._Text(lm, small_stimulus)
+    text = TokenizedText(lm, small_stimulus)
     reps = {0: "Zebra-crossing,", 7: "extraordinarily", 8: "a", 300: "qu'il\"", len(small_stimulus.words) - 1: "end."}
     fast = M._substituted(text, reps, tok)
     words = small_stimulus.words.astype(object).copy()
     for i, w in reps.items():
         words[i] = w
-    slow = A._Text(lm, replace(small_stimulus, words=np.asarray(words, dtype=str), annotations=None))
+    slow = TokenizedText(lm, replace(small_stimulus, words=np.asarray(words, dtype=str), annotations=None))
     np.testing.assert_array_equal(fast.token_ids, slow.token_ids)
     np.testing.assert_array_equal(fast.spans, slow.spans)
     assert M._substituted(text, {}, tok) is text

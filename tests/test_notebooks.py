@@ -10,8 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from brainattr.params import load_config
-from brainattr.runner import run_notebooks
+from brainattr.book.params import load_config
+from brainattr.book.runner import run_notebooks
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = load_config(REPO / "params.yml")

@@ -1,11 +1,13 @@
 """params.yml: loading, profile resolution and validation against the notebooks' parameters cells."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
-from _project_factory import make_project, write_notebook
-from brainattr.params import (ParamsError, find_notebook, load_config, notebook_parameters, parameter_reference,
+from _project_factory import FIRST, make_project, write_notebook
+from brainattr.book.params import (ParamsError, find_notebook, load_config, notebook_parameters, parameter_reference,
                               parse_overrides, resolve)
 
 
@@ -100,8 +102,14 @@ def test_type_clash_is_an_error(project, name, value, fragment):
 
 
 def test_none_default_accepts_anything_and_optional_accepts_null(project):
-    resolve(project, "quick", {"max_words": 600}, notebooks=["01"])
-    resolve(project, "quick", {"n_trs": None}, notebooks=["02"])
+    (first,) = resolve(project, "quick", {"max_words": 600}, notebooks=["01"])
+    assert first.parameters["max_words"] == 600 and first.sources["max_words"] == "-p (command line)"
+    write_notebook(project.notebooks[0].path, FIRST + "anything = None  # unannotated: no declared type\n")
+    (first,) = resolve(project, "quick", {"anything": [1, "two"]}, notebooks=["01"])
+    assert first.parameters["anything"] == [1, "two"] and first.declared["anything"].types is None
+    (second,) = resolve(project, "quick", {"n_trs": None}, notebooks=["02"])
+    assert second.parameters == {"context": 80, "alpha": 2.0, "n_trs": None}
+    assert second.declared["n_trs"].default == 8  # the notebook's default is overridden, not changed
 
 
 def test_all_problems_are_reported_together(project):
@@ -153,3 +161,25 @@ def test_reference_table(project):
     assert "| Parameter | Type | `quick` | `paper` | `tiny` | Notebooks | Meaning |" in md
     assert "| `context` | int | `80` | `640` | `8` | 01, 02 | words of preceding context |" in md
     assert "| `layers` | Union[list, str] | `\"all\"` | `\"all\"` | `[1, 2]` | layers to fit |" in md
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_notebook_default_is_the_quick_profile_value():
+    """A notebook opened by hand (Jupyter, Binder, Colab) must compute what the book shows.
+
+    The book runs the `quick` profile; a notebook run top to bottom uses its parameters cell. So
+    every value `quick` resolves for a notebook (params.yml: global, the notebook's own, the
+    profile's) must already be that notebook's default. No parameter is exempt: none is run-specific
+    (output paths and the like are not parameters).
+    """
+    config = load_config(REPO / "params.yml")
+    differ = []
+    for nb in resolve(config, "quick"):
+        for name, value in nb.parameters.items():
+            default = nb.declared[name].default
+            if default != value or type(default) is not type(value):
+                differ.append(f"{nb.spec.name}: {name} = {nb.declared[name].default_source} in the notebook, "
+                              f"{value!r} in the quick profile (from {nb.sources[name]})")
+    assert not differ, "set these defaults in the notebooks' parameters cells:\n" + "\n".join(differ)

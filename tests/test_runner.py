@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from _project_factory import make_project
-from brainattr import cli
-from brainattr.params import ParamsError, load_config
-from brainattr.runner import (BookBuildFailed, NotebookFailed, build_book, build_html, execute_notebook, render_toc,
+from brainattr.book import cli
+from brainattr.book.params import ParamsError, load_config
+from brainattr.book.runner import (BookBuildFailed, NotebookFailed, build_book, build_html, execute_notebook, render_toc,
                               run_notebooks, sync_toc)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,7 +126,7 @@ def test_book_builds_from_executed_copies_and_warnings_fail_it(tmp_path):
 def test_plumbing_rule_hides_marked_import_and_parameters_cells_only():
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-    from brainattr.runner import plumbing_reason, tag_plumbing
+    from brainattr.book.runner import plumbing_reason, tag_plumbing
 
     def code(source, *tags):
         cell = new_code_cell(source)
@@ -169,7 +173,7 @@ def test_executed_copies_hide_plumbing_and_sources_stay_untouched(tmp_path):
 def test_stage_table_sums_the_latest_runs(tmp_path):
     import json as _json
 
-    from brainattr import runner
+    from brainattr.book import runner
 
     log = tmp_path / runner.STAGE_LOG
     records = [dict(stage="attribution", method="gxi", trs=48, seconds=10.0, notebook="03_attribution", context=80),
@@ -194,7 +198,7 @@ def test_stage_table_sums_the_latest_runs(tmp_path):
 
 
 def test_benchmark_tables_read_the_committed_results(tmp_path):
-    from brainattr import runner
+    from brainattr.book import runner
 
     assert "No benchmark results" in runner.benchmarks_markdown(tmp_path)
     machine = dict(gpu=None, threads=2)
@@ -213,3 +217,127 @@ def test_benchmark_tables_read_the_committed_results(tmp_path):
     assert ("| m (layer 15/30) | CPU, 2 threads | float32 | 80 words (100) | 3 | 250 tok/s | 500 tok/s | 2.00× | "
             "not measured | 0.25 s | 1.30× faster | 0.5 s | 2.0× | 8 s | 2,016 h |") in table
     assert "| NVIDIA H100 | torch_cuda, float32 | 30,000 × 8,192 × 1,200 | 4 × 10, 16 | 7.5 s |" in table
+
+
+# --------------------------------------------------------------------------- progress
+
+STAGE_BODY = ("import time\nfrom brainattr.cache import log_stage\n"
+              "log_stage('encoding', 1.5, model='m', layer=3)\ntime.sleep(0.5)\n"
+              "log_stage('attribution', 12.0, method='gxi', model='m', trs=48, subjects=3)")
+
+
+def test_stage_progress_prints_stages_while_the_notebook_runs(tmp_path):
+    import threading
+    import time
+
+    from brainattr.book.runner import StageProgress
+
+    log = tmp_path / "stages.jsonl"
+    log.write_text(json.dumps({"stage": "old", "seconds": 1, "notebook": "01_a"}) + "\n")  # an earlier run's
+    lines, said = [], threading.Event()
+
+    def echo(line):
+        lines.append(line)
+        said.set()
+
+    with StageProgress(log, "01_a", echo, interval=0.02, heartbeat=None) as progress:
+        with open(log, "a") as fh:
+            fh.write(json.dumps({"stage": "encoding", "seconds": 19.0, "notebook": "01_a", "layer": 5}) + "\n")
+            fh.write(json.dumps({"stage": "encoding", "seconds": 1.0, "notebook": "02_b"}) + "\n")  # not this one
+            fh.write('{"stage": "feature extraction", "seconds"')  # half a line: wait for the rest
+        assert said.wait(5), "nothing printed while the notebook runs"
+        time.sleep(0.1)
+        assert lines == ["      encoding (layer 5) in 19 s"]
+        with open(log, "a") as fh:
+            fh.write(': 300, "notebook": "01_a", "model": "m", "layers": 2}\n')
+    assert lines[1:] == ["      feature extraction (m, 2 layer(s)) in 5.0 min"]
+    assert [r["stage"] for r in progress.stages] == ["encoding", "feature extraction"]
+
+
+def test_stage_progress_says_a_long_stage_is_still_running(tmp_path):
+    import time
+
+    from brainattr.book.runner import StageProgress
+
+    lines = []
+    with StageProgress(tmp_path / "stages.jsonl", "03_attribution", lines.append, interval=0.02, heartbeat=0.1):
+        time.sleep(0.5)
+    assert lines and all("03_attribution still running" in line for line in lines), lines
+    assert 2 <= len(lines) <= 6  # one per heartbeat, not one per poll
+
+
+def test_run_all_shows_progress_per_notebook_and_per_stage(tmp_path, capsys):
+    params = make_project(tmp_path, first_body=STAGE_BODY)
+    assert cli.main(["run-all", "--params-file", str(params)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    starts = [i for i, line in enumerate(out) if line.startswith(("[1/2] 01_first  (", "[2/2] 02_second  ("))]
+    done = [i for i, line in enumerate(out) if re.fullmatch(r"\[[12]/2\] 0[12]_\w+ done in \d+(\.\d)? s", line)]
+    stages = [out.index("      encoding (m, layer 3) in 1.5 s"),
+              out.index("      attribution (gxi, m, 48 TR(s), 3 subject(s)) in 12 s")]
+    assert len(starts) == 2 and len(done) == 2, out
+    assert starts[0] < stages[0] < stages[1] < done[0] < starts[1] < done[1]
+    assert re.fullmatch(r"brainattr: 2 notebook\(s\) done in .+", out[-1])
+
+
+def test_progress_bar_counts_cells_on_request(tmp_path, capsys):
+    config = load_config(make_project(tmp_path))
+    run_notebooks(config, "tiny", notebooks=["01"], progress=True, echo=print)
+    assert "Executing: 100%" in capsys.readouterr().err  # papermill's bar (tqdm), on stderr
+
+
+# --------------------------------------------------------------------------- one cache for every entry point
+
+CACHE_BODY = "from brainattr.cache import cache_root\nprint('cache at', cache_root())"
+
+
+def test_runner_and_a_notebook_run_by_hand_share_one_cache(tmp_path, monkeypatch):
+    from brainattr.cache import CACHE_ENV, cache_root
+
+    config = load_config(make_project(tmp_path, first_body=CACHE_BODY))
+    out = tmp_path / "build" / "notebooks" / "01_first.ipynb"
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    by_hand = cache_root()  # what a notebook opened in Jupyter computes, with the same environment
+    run_notebooks(config, "tiny", notebooks=["01"], echo=lambda m: None)
+    assert f"cache at {by_hand}\n" in _outputs(out)
+    assert CACHE_ENV not in os.environ  # the runner did not pick a folder of its own
+    # an explicit, relative BRAINATTR_CACHE reaches the kernel (which runs in notebooks/) made absolute
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(CACHE_ENV, "my-cache")
+    run_notebooks(config, "tiny", notebooks=["01"], echo=lambda m: None)
+    assert f"cache at {tmp_path / 'my-cache'}\n" in _outputs(out)
+
+
+# --------------------------------------------------------------------------- the command line itself
+
+
+def _python(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+def test_help_and_version_run_as_a_module():
+    import brainattr
+
+    proc = _python("-m", "brainattr", "--help")
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("brainattr: ") and first.endswith(".") and first.count(". ") == 0  # one sentence
+    for command in ("run", "run-all", "book", "params", "check-book", "download"):
+        assert re.search(rf"^\s+{command}\b", proc.stdout, re.M), command
+    proc = _python("-m", "brainattr", "--version")
+    assert proc.returncode == 0 and proc.stdout == f"brainattr {brainattr.__version__}\n"
+
+
+def test_the_command_line_imports_nothing_heavy():
+    code = ("import json, sys\n"
+            "from brainattr.book import cli\n"
+            "cli._parser().format_help()\n"
+            "print(json.dumps(sorted(sys.modules)))")
+    proc = _python("-c", code)
+    assert proc.returncode == 0, proc.stderr
+    modules = set(json.loads(proc.stdout))
+    heavy = {"torch", "selenium", "papermill", "nbformat", "numpy", "pandas", "matplotlib", "transformers",
+             "jupyter_client", "yaml"}
+    assert not {m.split(".")[0] for m in modules} & heavy
+    ours = {m for m in modules if m.startswith("brainattr")}
+    assert ours <= {"brainattr", "brainattr.book", "brainattr.book.cli", "brainattr.book.check"}, ours

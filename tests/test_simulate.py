@@ -1,10 +1,12 @@
-"""Simulated subjects: determinism, schema, and the exactness of the planted ground truth."""
+"""Simulated subjects (brainattr.data.atlas, .simulate, .ground_truth): determinism, schema, exact ground truth."""
 import numpy as np
 import pytest
 
-from brainattr import simulate as S
-from brainattr.dataset import DataError, Dataset
-from brainattr.stimulus import load_builtin_stimulus
+from brainattr.data import atlas
+from brainattr.data import ground_truth as GT
+from brainattr.data import simulate as S
+from brainattr.data import load_builtin_stimulus, load_dataset
+from brainattr.schema import DataError, Dataset
 
 SMALL = dict(n_language=120, n_control=60)
 
@@ -21,33 +23,33 @@ def sim(stim):
 
 # ---------------------------------------------------------------------------- voxels
 
-def test_select_voxels_deterministic_inside_mask_and_labelled():
+def test_sample_atlas_voxels_deterministic_inside_mask_and_labelled():
     from nilearn.datasets import load_mni152_brain_mask
     import nibabel as nib
 
-    coords, labels, is_lang = S.select_voxels(n_language=300, n_control=100, seed=3)
-    coords2, labels2, _ = S.select_voxels(n_language=300, n_control=100, seed=3)
+    coords, labels, is_lang = atlas.sample_atlas_voxels(n_language=300, n_control=100, seed=3)
+    coords2, labels2, _ = atlas.sample_atlas_voxels(n_language=300, n_control=100, seed=3)
     assert np.array_equal(coords, coords2) and np.array_equal(labels, labels2)
-    assert not np.array_equal(coords, S.select_voxels(300, 100, seed=4)[0])
+    assert not np.array_equal(coords, atlas.sample_atlas_voxels(300, 100, seed=4)[0])
     assert coords.shape == (400, 3) and is_lang.sum() == 300
-    assert set(labels[is_lang]) == set(S.LANGUAGE_ROIS) and set(labels[~is_lang]) == {"control"}
+    assert set(labels[is_lang]) == set(atlas.LANGUAGE_ROIS) and set(labels[~is_lang]) == {"control"}
     assert len(np.unique(coords, axis=0)) == 400
 
     mask = load_mni152_brain_mask(resolution=3)
     ijk = np.rint(nib.affines.apply_affine(np.linalg.inv(mask.affine), coords)).astype(int)
     assert np.all(mask.get_fdata()[tuple(ijk.T)] > 0)
 
-    table = S.voxel_table()
+    table = atlas.voxel_table()
     assert (coords[is_lang, 0] < 0).all()  # language ROIs are left-hemisphere (MNI x < 0)
-    homologues = set(S.LANGUAGE_ROIS.values()) | {n.replace("Left_", "Right_") for n in S.LANGUAGE_ROIS.values()}
+    homologues = set(atlas.LANGUAGE_ROIS.values()) | {n.replace("Left_", "Right_") for n in atlas.LANGUAGE_ROIS.values()}
     lang_xyz = table.loc[table["region"].isin(homologues), ["x", "y", "z"]].to_numpy()
     d = np.sqrt(((coords[~is_lang, None, :] - lang_xyz[None]) ** 2).sum(-1)).min(axis=1)
-    assert d.min() >= S.CONTROL_MIN_DISTANCE
+    assert d.min() >= atlas.CONTROL_MIN_DISTANCE
 
 
 def test_roi_counts_cover_every_roi():
-    counts = S.roi_voxel_counts()
-    assert list(counts.index) == [*S.LANGUAGE_ROIS, "control"]
+    counts = atlas.roi_voxel_counts()
+    assert list(counts.index) == [*atlas.LANGUAGE_ROIS, "control"]
     assert (counts > 50).all()
 
 
@@ -85,7 +87,7 @@ def test_dataset_schema(stim, sim):
     n = SMALL["n_language"] + SMALL["n_control"]
     assert ds.responses.shape == (stim.n_trs, n) and ds.responses.dtype == np.float32
     assert ds.voxel_is_language.sum() == SMALL["n_language"]
-    assert set(ds.voxel_labels[ds.voxel_is_language]) <= set(S.LANGUAGE_ROIS)
+    assert set(ds.voxel_labels[ds.voxel_is_language]) <= set(atlas.LANGUAGE_ROIS)
     m = ds.meta
     assert m["simulation"]["noise"] == 5.0
     for key in ("voxel_window", "voxel_dominant_group", "voxel_signal_sd", "voxel_true_r", "voxel_region"):
@@ -96,7 +98,8 @@ def test_dataset_schema(stim, sim):
     assert set(m["voxel_dominant_group"][lang]) == set(S.DRIVER_GROUPS)
     assert m["voxel_window"][lang].min() >= 1 and m["voxel_window"].max() <= 20
     assert np.all(sim.clean[:, ~lang] == 0)
-    subs = S.load_subjects(2, stimulus=stim, **SMALL)
+    subs = load_dataset("builtin", 2, max_words=stim.n_words, n_language_voxels=SMALL["n_language"],
+                        n_control_voxels=SMALL["n_control"])
     assert [d.subject for d in subs] == ["sub-01", "sub-02"]
     assert np.array_equal(subs[0].responses, ds.responses)
 
@@ -122,7 +125,7 @@ def test_snr_language_vs_control():
     stim = load_builtin_stimulus(max_words=2400)
     sim = S.simulate(stim, subject="sub-03", n_language=300, n_control=100)
     ds, lang = sim.dataset, sim.dataset.voxel_is_language
-    r = S.true_signal_correlation(sim)[lang]
+    r = GT.true_signal_correlation(sim)[lang]
     assert np.allclose(r, ds.meta["voxel_true_r"][lang], atol=1e-5)
     a, noise = ds.meta["voxel_signal_sd"][lang], ds.meta["simulation"]["noise"]
     expected = a / np.sqrt(a**2 + noise**2)
@@ -143,7 +146,7 @@ def test_snr_language_vs_control():
 def test_contributions_sum_to_clean_signal(stim, sim):
     trs = np.arange(stim.n_trs)
     vox = np.r_[0:20, SMALL["n_language"]:SMALL["n_language"] + 5]  # language and control voxels
-    c = S.true_contributions(sim, trs, vox)
+    c = GT.true_contributions(sim, trs, vox)
     assert c.values.shape == (trs.size, c.word_index.shape[1], vox.size)
     assert np.allclose(c.values.sum(axis=1), sim.clean[:, vox], rtol=0, atol=1e-10 * np.abs(sim.clean).max())
     assert np.all(c.values[..., -5:] == 0)  # control voxels
@@ -152,7 +155,7 @@ def test_contributions_sum_to_clean_signal(stim, sim):
 
 
 def test_contributions_are_causal_and_end_with_the_hrf(stim, sim):
-    c = S.true_contributions(sim, None, np.arange(10))
+    c = GT.true_contributions(sim, None, np.arange(10))
     tau = stim.tr_times + stim.tr / 2
     window = sim.dataset.meta["voxel_window"][:10]
     t, k, v = np.nonzero(c.values)
@@ -168,23 +171,23 @@ def test_contributions_are_causal_and_end_with_the_hrf(stim, sim):
 def test_importance_and_table(stim, sim):
     trs = np.array([40, 41, 120])
     lang = sim.dataset.voxel_is_language
-    c = S.true_contributions(sim, trs, lang)
-    imp = S.true_word_importance(sim, trs)  # controls add nothing to the norm
+    c = GT.true_contributions(sim, trs, lang)
+    imp = GT.true_word_importance(sim, trs)  # controls add nothing to the norm
     assert imp.values.shape == c.word_index.shape
     assert np.allclose(imp.values, np.linalg.norm(c.values, axis=2))
-    table = S.true_contributions_table(sim, trs)
+    table = GT.true_contributions_table(sim, trs)
     assert list(table.columns) == ["tr", "word_index", "word", "position", "contribution"]
     assert len(table) == (c.word_index >= 0).sum()
     assert (table["word"] == stim.words[table["word_index"]]).all()
     assert np.allclose(table["contribution"], imp.values[imp.word_index >= 0])
-    summed = S.true_contributions_table(sim, trs, how="sum").groupby("tr")["contribution"].sum()
+    summed = GT.true_contributions_table(sim, trs, how="sum").groupby("tr")["contribution"].sum()
     assert np.allclose(summed.to_numpy(), sim.clean[trs][:, lang].sum(axis=1))
 
 
 def test_ground_truth_from_a_dataset_with_dropped_voxels(sim):
     ds = sim.dataset.select_voxels(np.arange(sim.n_voxels) % 3 == 0)
-    c_ds = S.true_contributions(ds, [50, 60])
-    c_sim = S.true_contributions(sim, [50, 60], np.arange(0, sim.n_voxels, 3))
+    c_ds = GT.true_contributions(ds, [50, 60])
+    c_sim = GT.true_contributions(sim, [50, 60], np.arange(0, sim.n_voxels, 3))
     assert np.allclose(c_ds.values, c_sim.values)
 
 
@@ -193,7 +196,7 @@ def test_ground_truth_from_a_dataset_with_dropped_voxels(sim):
 def test_errors(stim):
     bare = load_builtin_stimulus(max_words=200, annotate=False)
     with pytest.raises(DataError, match="annotate=True"):
-        S.simulate_subject(bare)
+        S.simulated_dataset(bare)
     with pytest.raises(ValueError, match="n_language"):
         S.simulate(stim, n_language=10**6)
     with pytest.raises(ValueError, match="noise"):
@@ -201,4 +204,4 @@ def test_errors(stim):
     real = Dataset(stimulus=stim, subject="x", responses=np.zeros((stim.n_trs, 2)), voxel_coords=np.zeros((2, 3)),
                    voxel_labels=["a", "b"], voxel_is_language=[True, False], name="hp")
     with pytest.raises(DataError, match="simulated"):
-        S.true_contributions(real, [0])
+        GT.true_contributions(real, [0])

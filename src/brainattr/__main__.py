@@ -1,6 +1,7 @@
-"""``python -m brainattr``: see :mod:`brainattr.cli`."""
+"""``python -m brainattr``: see :mod:`brainattr.book.cli`."""
 import sys
 
-from .cli import main
+from .book.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,8 +22,6 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from .attribution import word_weights
-
 #: The paper's thresholds t (cumulative share of attribution), as fractions.
 THRESHOLDS = (0.01, 0.02, 0.03, 0.05, 0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.90, 0.95, 0.98)
 
@@ -287,7 +285,7 @@ def word_categories(annotations):
     missing = [c for c in ("pos", "lemma", "is_content", "is_character", "sentence_end") if c not in annotations]
     if missing:
         raise ValueError(f"annotations lack {missing}: either ship is_semantic/is_syntactic/is_discourse "
-                         "columns or the spaCy columns of brainattr.stimulus.annotate_words.")
+                         "columns or the spaCy columns of brainattr.data.annotate_words.")
     lemma = annotations["lemma"].astype(str).str.lower()
     semantic = annotations["is_content"].astype(bool)
     syntactic = annotations["pos"].isin(SYNTACTIC_POS)
@@ -396,7 +394,7 @@ def planted_table(table, truth):
     table : pandas.DataFrame or datasets.Dataset
         An attribution table; its TRs and windows are kept.
     truth : pandas.DataFrame
-        :func:`brainattr.simulate.true_contributions_table` output (``tr``, ``word_index``,
+        :func:`brainattr.data.true_contributions_table` output (``tr``, ``word_index``,
         ``contribution``); window words it lacks contribute 0.
 
     Returns
@@ -416,3 +414,88 @@ def planted_table(table, truth):
 __all__ = ["planted_table", "THRESHOLDS", "CATEGORIES", "words_needed", "important_words", "spread", "spread_auc", "compare_auc",
            "expected_random_iou", "overlap", "word_categories", "category_shares", "positional_profile",
            "center_of_mass"]
+
+
+def word_weights(table, how="abs"):
+    """Per-instance normalised word scores.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or datasets.Dataset
+        An attribution table (:data:`COLUMNS`).
+    how : {"abs", "signed", "positive", "none"}
+        ``abs`` (default): magnitudes divided by their sum per TR (sum to 1); ``signed``: signed
+        scores divided by the sum of magnitudes per TR; ``positive``: positive part, summing to 1;
+        ``none``: the signed scores as stored.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table with a ``weight`` column added.
+    """
+    df = table.to_pandas() if hasattr(table, "to_pandas") else table.copy()
+    if how == "none":
+        df["weight"] = df["attribution"]
+        return df
+    if how in ("abs", "signed"):
+        num = df["abs_attribution"] if how == "abs" else df["attribution"]
+        den = df.groupby("tr")["abs_attribution"].transform("sum")
+    elif how == "positive":
+        num = df["attribution"].clip(lower=0)
+        den = num.groupby(df["tr"]).transform("sum")
+    else:
+        raise ValueError(f"unknown normalisation {how!r}; use 'abs', 'signed', 'positive' or 'none'.")
+    df["weight"] = num / den.where(den > 0, 1.0)
+    return df
+
+
+def recovery_scores(table, truth, how="abs", n_shuffles=20, seed=0):
+    """Spearman correlation per TR between word attributions and planted per-word contributions.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or datasets.Dataset
+        An attribution table.
+    truth : pandas.DataFrame
+        ``brainattr.data.true_contributions_table`` output (columns ``tr``, ``word_index``,
+        ``contribution``); words of the window missing from it count as contributing 0.
+    how : str
+        Normalisation of the attributions (:func:`word_weights`); Spearman only uses ranks, so
+        ``abs`` and ``none`` differ only by the sign.
+    n_shuffles : int
+        Permutations of the attribution scores within each TR (the shuffled baseline).
+    seed : int
+
+    Returns
+    -------
+    pandas.DataFrame with one row per TR and columns ``tr``, ``spearman``, ``shuffled`` (mean over
+    permutations), ``n_words``.
+    """
+    from scipy.stats import spearmanr
+
+    df = word_weights(table, how)
+    merged = df.merge(truth[["tr", "word_index", "contribution"]], on=["tr", "word_index"], how="left")
+    merged["contribution"] = merged["contribution"].fillna(0.0).abs()
+    rng = np.random.default_rng(seed)
+    rows = []
+    for tr, g in merged.groupby("tr"):
+        a, c = g["weight"].to_numpy(), g["contribution"].to_numpy()
+        if np.ptp(a) == 0 or np.ptp(c) == 0:
+            continue
+        rho = spearmanr(a, c).statistic
+        shuf = np.mean([spearmanr(rng.permutation(a), c).statistic for _ in range(n_shuffles)])
+        rows.append(dict(tr=int(tr), spearman=float(rho), shuffled=float(shuf), n_words=len(g)))
+    return pd.DataFrame(rows, columns=["tr", "spearman", "shuffled", "n_words"])
+
+
+def mean_weight_by_position(table, how="abs", max_position=None):
+    """Mean normalised attribution at each position (0 = most recent word), over TRs.
+
+    Returns
+    -------
+    pandas.Series indexed by position
+    """
+    df = word_weights(table, how)
+    if max_position is not None:
+        df = df[df["position"] <= max_position]
+    return df.groupby("position")["weight"].mean()

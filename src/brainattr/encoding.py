@@ -3,13 +3,13 @@
 The pipeline for one layer and one subject (paper, Sec. 3; Toneva & Wehbe 2019 conventions):
 
 1. the per-TR averaged embeddings are z-scored within each run, over all TRs of the run
-   (:func:`brainattr.features.zscore_runs`);
+   (:func:`brainattr.trs.zscore_runs`);
 2. TR ``t`` gets the features of TRs ``t-1 ... t-4`` of the same run, concatenated
-   (:func:`brainattr.features.make_delayed`; zero before the run's start);
-3. the first 20 and last 15 TRs of each run are dropped (:func:`brainattr.features.trim_mask`);
+   (:func:`brainattr.trs.make_delayed`; zero before the run's start);
+3. the first 20 and last 15 TRs of each run are dropped (:func:`brainattr.trs.trim_mask`);
    the remaining rows are the *kept* TRs;
 4. the responses of the kept TRs are z-scored within each run;
-5. outer cross-validation leaves one run out (:func:`run_splits`), dropping ``gap`` training TRs
+5. outer cross-validation leaves one run out (:func:`brainattr.trs.run_splits`), dropping ``gap`` training TRs
    on either side of the test block;
 6. in each outer fold, :class:`himalaya.kernel_ridge.KernelRidgeCV` (linear kernel: the design is
    usually wider than it is tall) chooses one ridge penalty per voxel by a contiguous, unshuffled
@@ -18,7 +18,7 @@ The pipeline for one layer and one subject (paper, Sec. 3; Toneva & Wehbe 2019 c
    narrow designs, e.g. tiny test models, :class:`himalaya.ridge.RidgeCV` solves the same problem);
    on a GPU this runs on himalaya's ``torch_cuda`` backend (``backend="auto"``), on a CPU on numpy;
 7. brain alignment (BA) is the Pearson r per voxel between the concatenated held-out predictions
-   and the z-scored measured responses (:func:`pearson_r`).
+   and the z-scored measured responses (:func:`brainattr.metrics.pearson_r`).
 
 The fitted weights split per delay, with the run's z-scoring folded in, are the differentiable
 head the attribution methods use (:meth:`EncodingResult.predict_tr`, :meth:`EncodingResult.head`).
@@ -31,9 +31,19 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from .dataset import DataError
-from .features import DELAYS, TRIM, make_delayed, split_by_delay, trim_mask, zscore_runs
-from .io import array_hash, cache_dir, cache_key, load_npz, save_npz, stage_timer
+from .cache import array_hash, cache_dir, cache_key, load_npz, save_npz, stage_timer
+from .features import stimulus_tr_features
+from .metrics import pearson_r
+from .schema import DataError
+from .trs import (
+    DELAYS,
+    TRIM,
+    make_delayed,
+    run_splits,
+    split_by_delay,
+    trim_mask,
+    zscore_runs,
+)
 
 #: Ridge penalties tried by the inner cross-validation: the Toneva & Wehbe (2019) grid,
 #: 10^-6 ... 10^9. On synthetic data shaped like the HP set (about 940 training TRs, 4 x 576
@@ -53,77 +63,6 @@ FORMAT_VERSION = 1
 # --------------------------------------------------------------------------------------------
 # Plain functions
 # --------------------------------------------------------------------------------------------
-def pearson_r(y_true, y_pred):
-    """Pearson correlation of each column.
-
-    Parameters
-    ----------
-    y_true : array of shape (n_samples, n_voxels) or (n_samples,)
-    y_pred : array of shape (n_samples, n_voxels) or (n_samples,)
-
-    Returns
-    -------
-    r : array of float64, shape (n_voxels,) (a float for 1-D input)
-        0 where either column is constant.
-    """
-    a = np.asarray(y_true, dtype=np.float64)
-    b = np.asarray(y_pred, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"y_true has shape {a.shape} but y_pred has shape {b.shape}; they must match.")
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    num = (a * b).sum(axis=0)
-    den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-    return float(r) if r.ndim == 0 else r
-
-
-def run_splits(tr_runs, keep=None, gap=5):
-    """Leave-one-run-out splits over the kept TRs, with a gap around the test block.
-
-    Parameters
-    ----------
-    tr_runs : array of int, shape (n_trs,)
-        Run of each stimulus TR; every run must be one contiguous block of TRs.
-    keep : array of bool, shape (n_trs,), optional
-        Kept TRs (e.g. :func:`brainattr.features.trim_mask`); all TRs when None.
-    gap : int
-        Training rows within ``gap`` rows of the test block's borders, on the time axis of the
-        kept TRs laid end to end, are dropped (Toneva & Wehbe 2019, ``skip=5``).
-
-    Returns
-    -------
-    splits : list of (train_idx, test_idx), one per run in increasing run id
-        Arrays of int indexing the **rows of the kept-TR arrays** (``X[keep]``), not stimulus
-        TRs; ``np.flatnonzero(keep)[test_idx]`` gives the stimulus TRs.
-    """
-    tr_runs = np.asarray(tr_runs)
-    if tr_runs.ndim != 1:
-        raise DataError(f"tr_runs must be 1-D (one run id per TR), got shape {tr_runs.shape}.")
-    keep = np.ones(len(tr_runs), dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
-    if keep.shape != tr_runs.shape:
-        raise DataError(f"keep has shape {keep.shape} but tr_runs has shape {tr_runs.shape}; pass one flag per TR.")
-    if gap < 0:
-        raise ValueError(f"gap must be >= 0, got {gap}.")
-    runs = tr_runs[keep]
-    run_ids = np.unique(runs)
-    if run_ids.size < 2:
-        raise DataError(f"leave-one-run-out needs at least 2 runs, got {run_ids.size}; split the recording "
-                        "into pseudo-runs (e.g. contiguous quarters) in the Stimulus' tr_runs.")
-    n_blocks = 1 + np.count_nonzero(runs[1:] != runs[:-1])
-    if n_blocks != run_ids.size:
-        raise DataError("each run must be one contiguous block of TRs, but tr_runs switches back to an earlier "
-                        "run; lay the runs end to end (sort TRs by time).")
-    rows = np.arange(runs.size)
-    splits = []
-    for run in run_ids:
-        test = np.flatnonzero(runs == run)
-        lo, hi = test[0] - gap, test[-1] + gap
-        train = rows[(rows < lo) | (rows > hi)]
-        splits.append((train, test))
-    return splits
-
 
 def _check_inputs(tr_features, responses, tr_runs):
     X = np.asarray(tr_features)
@@ -147,7 +86,7 @@ def _check_inputs(tr_features, responses, tr_runs):
     if not np.isfinite(Y).all():
         nbad = int((~np.isfinite(Y).all(axis=0)).sum())
         raise DataError(f"responses contain NaN/inf in {nbad} voxel(s); call "
-                        "brainattr.dataset.drop_bad_voxels(dataset) first.")
+                        "brainattr.schema.drop_bad_voxels(dataset) first.")
     if np.unique(runs).size < 2:
         raise DataError(f"leave-one-run-out needs at least 2 runs, got {np.unique(runs).size}; split the "
                         "recording into pseudo-runs (e.g. contiguous quarters) in the Stimulus' tr_runs.")
@@ -443,9 +382,9 @@ def fit_encoding(tr_features, responses, tr_runs, delays=DELAYS, trim=TRIM, gap=
     Parameters
     ----------
     tr_features : array of shape (n_trs, n_features)
-        Per-TR averaged embeddings of one layer (:func:`brainattr.features.tr_average`).
+        Per-TR averaged embeddings of one layer (:func:`brainattr.trs.tr_average`).
     responses : array of shape (n_trs, n_voxels)
-        fMRI responses on the same TRs, without NaN (:func:`brainattr.dataset.drop_bad_voxels`).
+        fMRI responses on the same TRs, without NaN (:func:`brainattr.schema.drop_bad_voxels`).
     tr_runs : array of int, shape (n_trs,)
         Run of each TR (``Stimulus.tr_runs``); at least 2 runs, each contiguous.
     delays : sequence of int
@@ -478,7 +417,7 @@ def fit_encoding(tr_features, responses, tr_runs, delays=DELAYS, trim=TRIM, gap=
         Voxels per batch inside himalaya (memory knob).
     cache : None, True or dict
         None: no cache. True or a dict of caller fields (model, layer, context, subject, ...):
-        the result is loaded from / saved to ``brainattr.io.cache_dir("encoding")`` under a key
+        the result is loaded from / saved to ``brainattr.cache.cache_dir("encoding")`` under a key
         made of those fields, the fit settings and a hash of the input arrays. A fit on any backend
         but numpy (e.g. "auto" on a GPU) adds that backend to the key, so float32 GPU fits and
         float64 CPU fits are cached apart; CPU keys are those of the numpy backend.
@@ -603,8 +542,8 @@ def encode_subjects(lm, datasets, layer, context=80, pooling="last", stride=16, 
 
     Parameters
     ----------
-    lm : brainattr.models.LanguageModel
-    datasets : list of brainattr.dataset.Dataset
+    lm : brainattr.lm.LanguageModel
+    datasets : list of brainattr.schema.Dataset
         All with the same stimulus.
     layer : int
     context, pooling, stride
@@ -618,8 +557,6 @@ def encode_subjects(lm, datasets, layer, context=80, pooling="last", stride=16, 
     -------
     list of EncodingResult, one per dataset
     """
-    from .features import stimulus_tr_features
-
     stimulus = datasets[0].stimulus
     if any(ds.stimulus.fingerprint != stimulus.fingerprint for ds in datasets):
         raise ValueError("encode_subjects needs subjects who read the same stimulus; call it once per stimulus.")
@@ -694,8 +631,8 @@ def best_layers(lm, datasets, layer_step=5, progress=True, **kwargs):
 
     Parameters
     ----------
-    lm : brainattr.models.LanguageModel
-    datasets : list of brainattr.dataset.Dataset
+    lm : brainattr.lm.LanguageModel
+    datasets : list of brainattr.schema.Dataset
     layer_step : int
     progress : bool
     **kwargs

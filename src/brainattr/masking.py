@@ -20,11 +20,14 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import attribution as A
 from .analysis import important_words
-from .dataset import Dataset
-from .encoding import pearson_r
-from .features import word_token_spans
+from .attribution import tr_features_from_states, tr_window, voxel_mask
+from .attribution.batch import TokenizedText, collate, make_instance
+from .attribution.head import head_for
+from .attribution.targets import full_forward, nwp_loss
+from .lm import word_token_spans
+from .metrics import pearson_r
+from .schema import Dataset
 
 
 def _word_tokens(word, tokenizer, first=False):
@@ -42,7 +45,7 @@ def _substituted(text, replacements, tokenizer):
 
     Parameters
     ----------
-    text : brainattr.attribution._Text
+    text : brainattr.attribution.TokenizedText
     replacements : dict of int -> str
         Stimulus word index -> new word.
     tokenizer : transformers.PreTrainedTokenizerFast
@@ -75,8 +78,8 @@ def evaluate_windows(lm, dataset, encoding, layer, trs, context=80, pooling="las
 
     Parameters
     ----------
-    lm : brainattr.models.LanguageModel
-    dataset : brainattr.dataset.Dataset
+    lm : brainattr.lm.LanguageModel
+    dataset : brainattr.schema.Dataset
     encoding : brainattr.encoding.EncodingResult
         Fitted on ``layer``; each TR uses the fold that held it out.
     layer : int
@@ -99,27 +102,27 @@ def evaluate_windows(lm, dataset, encoding, layer, trs, context=80, pooling="las
     replacements = replacements or {}
     layer = lm.check_layer(int(layer))
     device = next(lm.model.parameters()).device
-    text = A._Text(lm, dataset.stimulus)
+    text = TokenizedText(lm, dataset.stimulus)
     instances = []
     for tr in trs:
-        window = A.tr_window(dataset.stimulus, encoding, int(tr), context)
+        window = tr_window(dataset.stimulus, encoding, int(tr), context)
         if window is None:
             raise ValueError(f"TR {tr} has no word in its delay TRs; drop it.")
         altered = _substituted(text, replacements.get(int(tr), {}), lm.tokenizer)
-        instances.append(A._instance(altered, window, pooling, with_next=window.next_word >= 0))
+        instances.append(make_instance(altered, window, pooling, with_next=window.next_word >= 0))
     prediction = np.zeros((trs.size, encoding.n_voxels))
     nwp = np.full(trs.size, np.nan)
     heads = {}
     for k in tqdm(range(0, trs.size, batch_size), desc="windows", disable=not progress, leave=False):
         chunk = instances[k:k + batch_size]
-        batch = A._collate(chunk, lm.tokenizer.pad_token_id, device)
+        batch = collate(chunk, lm.tokenizer.pad_token_id, device)
         with torch.no_grad():
             emb = lm.model.get_input_embeddings()(batch["ids"])
-            states, final = A._full_forward(lm.model, layer, emb, batch["mask"])
-            loss = A._nwp_loss(lm.model, final, batch)
-            feats = A.tr_features_from_states(states, batch["pool"])
+            states, final = full_forward(lm.model, layer, emb, batch["mask"])
+            loss = nwp_loss(lm.model, final, batch)
+            feats = tr_features_from_states(states, batch["pool"])
             for j, inst in enumerate(chunk):
-                head = A._head_for(encoding, inst.window.tr, None, heads, device)
+                head = head_for(encoding, inst.window.tr, None, heads, device)
                 prediction[k + j] = head(feats[j:j + 1], batch["present"][j:j + 1])[0].double().cpu().numpy()
                 if inst.nwp_range[1] > inst.nwp_range[0]:
                     nwp[k + j] = float(loss[j])
@@ -131,7 +134,7 @@ def random_replacements(stimulus, selected, seed=0):
 
     Parameters
     ----------
-    stimulus : brainattr.dataset.Stimulus
+    stimulus : brainattr.schema.Stimulus
     selected : dict of int -> array of int
         Per TR, the stimulus word indices to replace.
     seed : int
@@ -193,7 +196,7 @@ def masked_scores(prediction, dataset, encoding, trs, voxels):
     Parameters
     ----------
     prediction : array of shape (n_trs_sel, n_voxels)
-    dataset : brainattr.dataset.Dataset
+    dataset : brainattr.schema.Dataset
     encoding : brainattr.encoding.EncodingResult
     trs : array of int, shape (n_trs_sel,)
     voxels : array of bool, shape (n_voxels,)
@@ -231,11 +234,11 @@ def masking_check(lm, dataset, encoding, layer, ba_table, nwp_table, threshold=0
         One row per (masking, voxel): ``r`` over the attributed TRs.
     """
     if not isinstance(dataset, Dataset):
-        raise TypeError("dataset must be a brainattr.dataset.Dataset.")
+        raise TypeError("dataset must be a brainattr.schema.Dataset.")
     ba = ba_table.to_pandas() if hasattr(ba_table, "to_pandas") else ba_table
     trs = np.intersect1d(ba["tr"].unique(), (nwp_table.to_pandas() if hasattr(nwp_table, "to_pandas")
                                              else nwp_table)["tr"].unique())
-    vox = A.voxel_mask(voxel_set, dataset, encoding)
+    vox = voxel_mask(voxel_set, dataset, encoding)
     top_ba = masked_words(ba_table, threshold)
     top_nwp = masked_words(nwp_table, threshold)
     rand = random_words(ba, {tr: len(top_ba[tr]) for tr in top_ba}, seed=seed)

@@ -1,4 +1,4 @@
-"""Command line: ``brainattr`` / ``python -m brainattr``.
+"""Run the book's notebooks with checked parameters, build the HTML book and check it in a browser.
 
 Examples::
 
@@ -8,6 +8,10 @@ Examples::
     python -m brainattr params --profile tiny         # the resolved parameters, per notebook
     python -m brainattr params --table                # the parameter reference (Markdown)
     python -m brainattr check-book _build/html        # open every page in headless Chromium
+    python -m brainattr download hp                   # a real dataset (needs pooch)
+
+Everything heavy (papermill, nbformat, selenium, torch, the science modules) is imported only by
+the command that needs it, so ``--help`` and ``--version`` are fast and work on every platform.
 """
 from __future__ import annotations
 
@@ -15,7 +19,19 @@ import argparse
 import sys
 import warnings
 
-from .params import ParamsError, load_config, parameter_reference, parse_overrides, resolve, resolved_as_yaml
+from .. import __version__
+
+#: What the tool does, in one sentence: the first line of ``brainattr --help``.
+SUMMARY = __doc__.split("\n")[0]
+#: The examples of the docstring, shown at the end of ``brainattr --help``.
+EXAMPLES = "Examples:\n\n" + __doc__.split("Examples::", 1)[1].split("\n\n")[1].rstrip() + "\n"
+
+
+class _Parser(argparse.ArgumentParser):
+    """The top-level parser: its help starts with the one-sentence summary, before the usage."""
+
+    def format_help(self) -> str:
+        return f"brainattr: {SUMMARY[0].lower()}{SUMMARY[1:]}\n\n{super().format_help()}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,11 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     run_opts.add_argument("--build-dir", default=None, help="where executed notebooks go (default: build/)")
     run_opts.add_argument("--log-output", action="store_true", help="echo the notebooks' output while they run")
     run_opts.add_argument("--timeout", type=float, default=None, help="per-cell time limit in seconds")
+    run_opts.add_argument("--no-progress", action="store_true",
+                          help="no progress bar of cells (each computed stage is still printed as it finishes)")
 
-    parser = argparse.ArgumentParser(prog="brainattr", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n", 2)[2])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="brainattr", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    parser.add_argument("--version", action="version", version=f"brainattr {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=argparse.ArgumentParser)
     p = sub.add_parser("run", parents=[common, run_opts], help="execute one or more notebooks")
     p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="02, 02_brain_alignment or brain_alignment")
     sub.add_parser("run-all", parents=[common, run_opts], help="execute every notebook in params.yml order")
@@ -44,59 +62,82 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK")
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[])
     p.add_argument("--table", action="store_true", help="print the parameter reference as Markdown")
-    from . import bookcheck
+    from . import check  # standard library only; selenium is imported when a browser starts
 
-    bookcheck.add_arguments(sub.add_parser("check-book", help="check the built book's pages in headless Chromium"))
+    check.add_arguments(sub.add_parser("check-book", help="check the built book's pages in headless Chromium"))
     _add_download_parser(sub)
     return parser
 
 
 def main(argv=None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = _parser().parse_args(argv)
     if args.command == "download":
         return _download(args)
     if args.command == "check-book":
-        from . import bookcheck
+        from . import check
 
-        return bookcheck.main(args)
-    from . import runner
-
+        return check.main(args)
     if getattr(args, "log_output", False):
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from .params import ParamsError
 
+    failures: tuple = (ParamsError,)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             warnings.showwarning = lambda message, *a, **k: print(f"brainattr: warning: {message}", file=sys.stderr)
-            config = load_config(args.params_file)
-            overrides = parse_overrides(getattr(args, "parameter", []))
             if args.command == "params":
-                if args.table:
-                    print(parameter_reference(config))
-                else:
-                    resolved = resolve(config, args.profile, overrides, args.notebooks or None)
-                    print(resolved_as_yaml(resolved, args.profile or config.default_profile), end="")
-            elif args.command in ("run", "run-all"):
-                names = args.notebooks if args.command == "run" else None
-                runner.run_notebooks(config, args.profile, overrides, names, build_dir=args.build_dir,
-                                     log_output=args.log_output, timeout=args.timeout)
-            elif args.command == "book":
-                if args.build_dir:
-                    raise ParamsError("book always uses the build_dir of params.yml (the book's _toc.yml points there).")
-                runner.build_book(config, args.profile, overrides, run=not args.no_run, strict=not args.no_strict,
-                                  log_output=args.log_output, timeout=args.timeout)
-    except (ParamsError, runner.NotebookFailed, runner.BookBuildFailed) as exc:
-        print(f"brainattr: error: {exc}", file=sys.stderr)
-        return 1
+                _params(args)
+            else:
+                from . import runner
+
+                failures = (ParamsError, runner.NotebookFailed, runner.BookBuildFailed)
+                _run(args, runner)
     except BrokenPipeError:  # e.g. `brainattr params --table | head`
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
         print("brainattr: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not isinstance(exc, failures):
+            raise
+        print(f"brainattr: error: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _params(args) -> None:
+    """``brainattr params``: the resolved parameters as YAML, or the reference table."""
+    from .params import load_config, parameter_reference, parse_overrides, resolve, resolved_as_yaml
+
+    config = load_config(args.params_file)
+    if args.table:
+        print(parameter_reference(config))
+    else:
+        resolved = resolve(config, args.profile, parse_overrides(args.parameter), args.notebooks or None)
+        print(resolved_as_yaml(resolved, args.profile or config.default_profile), end="")
+
+
+def _run(args, runner) -> None:
+    """``brainattr run``, ``run-all`` and ``book``."""
+    from .params import ParamsError, load_config, parse_overrides
+
+    config = load_config(args.params_file)
+    overrides = parse_overrides(args.parameter)
+    progress = False if args.no_progress else None  # None: a bar when stderr is a terminal
+    if args.command in ("run", "run-all"):
+        names = args.notebooks if args.command == "run" else None
+        runner.run_notebooks(config, args.profile, overrides, names, build_dir=args.build_dir,
+                             log_output=args.log_output, timeout=args.timeout, progress=progress)
+    elif args.command == "book":
+        if args.build_dir:
+            raise ParamsError("book always uses the build_dir of params.yml (the book's _toc.yml points there).")
+        runner.build_book(config, args.profile, overrides, run=not args.no_run, strict=not args.no_strict,
+                          log_output=args.log_output, timeout=args.timeout, progress=progress)
 
 
 def _add_download_parser(sub) -> None:
@@ -107,9 +148,9 @@ def _add_download_parser(sub) -> None:
 
 
 def _download(args) -> int:
-    """``brainattr download``: fetch a real dataset's files (:func:`brainattr.loaders.download`)."""
-    from .dataset import DataError
-    from .loaders import download
+    """``brainattr download``: fetch a real dataset's files (:func:`brainattr.data.download.download`)."""
+    from ..data.download import download
+    from ..schema import DataError
 
     try:
         for path in download(args.dataset, data_home=args.data_home, subjects=args.subjects):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from brainattr.stimulus import load_builtin_stimulus, load_text, rsvp_timing, split_runs
+from brainattr.data.builtin import load_builtin_stimulus, load_text, rsvp_timing, split_runs
 
 
 def test_builtin_text_is_long_enough_and_public_domain_austen():

@@ -1,9 +1,12 @@
+"""brainattr.lm: loading by name, tiny and shape-true models, precision, layer states and word/token spans."""
 import os
 
+import numpy as np
 import pytest
 import torch
 
-from brainattr.models import ModelNotAvailableError, load_model, make_tiny_model
+from brainattr import lm as L
+from brainattr.lm import ModelNotAvailableError, load_model, make_tiny_model
 
 
 def test_tiny_model_is_frozen_and_describes_itself(tiny_lm):
@@ -44,7 +47,7 @@ def test_builtin_smollm2_loads_from_the_wheel_and_is_pretrained():
 
 # ---------------------------------------------------------------- tiny families, the paper's models, slow kernels
 def test_tiny_models_of_every_family_load_by_name():
-    from brainattr.models import TINY_ARCHS
+    from brainattr.lm import TINY_ARCHS
 
     lm = load_model("tiny-random-qwen2")
     assert lm.name == "tiny-random-qwen2" and type(lm.model).__name__ == "Qwen2ForCausalLM"
@@ -56,7 +59,7 @@ def test_tiny_models_of_every_family_load_by_name():
 
 
 def test_tiny_tokenizers_are_fresh_objects_with_the_familys_bos():
-    from brainattr.models import train_tiny_tokenizer
+    from brainattr.lm import train_tiny_tokenizer
 
     a, b = train_tiny_tokenizer("metaspace", add_bos=True), train_tiny_tokenizer("metaspace")
     assert a("word")["input_ids"][0] == a.bos_token_id and b("word")["input_ids"][0] != b.bos_token_id
@@ -68,28 +71,28 @@ def test_tiny_tokenizers_are_fresh_objects_with_the_familys_bos():
 def test_state_space_models_warn_about_their_slow_path(monkeypatch):
     import warnings
 
-    import brainattr.models as M
+    from brainattr.lm import load as load_module
 
-    with pytest.warns(M.SlowKernelWarning, match=r"loop over tokens.*CUDA only.*27x to 147x"):
-        M.load_model("tiny-random-mamba")
-    with pytest.warns(M.SlowKernelWarning, match=r"\(zamba2\).*chunked.*about 2x"):
-        M.load_model("tiny-random-zamba2")
+    with pytest.warns(L.SlowKernelWarning, match=r"loop over tokens.*CUDA only.*27x to 147x"):
+        L.load_model("tiny-random-mamba")
+    with pytest.warns(L.SlowKernelWarning, match=r"\(zamba2\).*chunked.*about 2x"):
+        L.load_model("tiny-random-zamba2")
     with warnings.catch_warnings():
-        warnings.simplefilter("error", M.SlowKernelWarning)
-        M.load_model("tiny-random-gemma")                           # transformers: no warning
-    assert M.missing_kernels("llama", "cuda") is None
-    monkeypatch.setattr(M.importlib.util, "find_spec", lambda name: None)
-    assert M.missing_kernels("mamba", "cuda") == "mamba_ssm and causal_conv1d are not installed"
-    monkeypatch.setattr(M.importlib.util, "find_spec", lambda name: object())
-    assert M.missing_kernels("mamba", "cuda") is None               # kernels present on a GPU: full speed
-    assert "CUDA only" in M.missing_kernels("mamba", "cpu")
+        warnings.simplefilter("error", L.SlowKernelWarning)
+        L.load_model("tiny-random-gemma")                           # transformers: no warning
+    assert L.missing_kernels("llama", "cuda") is None
+    monkeypatch.setattr(load_module.importlib.util, "find_spec", lambda name: None)
+    assert L.missing_kernels("mamba", "cuda") == "mamba_ssm and causal_conv1d are not installed"
+    monkeypatch.setattr(load_module.importlib.util, "find_spec", lambda name: object())
+    assert L.missing_kernels("mamba", "cuda") is None               # kernels present on a GPU: full speed
+    assert "CUDA only" in L.missing_kernels("mamba", "cpu")
 
 
 def test_paper_models_table():
     import yaml
 
     from brainattr.encoding import best_layers_by_group
-    from brainattr.models import PAPER_MODELS, TINY_ARCHS
+    from brainattr.lm import PAPER_MODELS, TINY_ARCHS
 
     # the paper's Table 1 (all 2048 wide) and the Qwen2-1.5B control
     assert {k: (v["n_layers"], v["hidden_size"]) for k, v in PAPER_MODELS.items()} == {
@@ -130,7 +133,7 @@ def _block_params(cfg):
 
 
 def test_shape_configs_agree_with_the_paper_models_and_their_sizes():
-    from brainattr.models import PAPER_MODELS, SHAPE_CONFIGS, decoder_layers, shape_true_model
+    from brainattr.lm import PAPER_MODELS, SHAPE_CONFIGS, decoder_layers, shape_true_model
 
     # parameter counts of the real checkpoints, in billions as their model cards / hub pages round them
     published = {"meta-llama/Llama-3.2-1B": 1.24, "google/gemma-2b": 2.51, "Qwen/Qwen2-1.5B": 1.54,
@@ -153,7 +156,7 @@ def test_shape_configs_agree_with_the_paper_models_and_their_sizes():
 
 
 def test_shape_true_model_builds_truncated_runs_and_loads_by_name():
-    from brainattr.models import SlowKernelWarning, shape_true_model
+    from brainattr.lm import SlowKernelWarning, shape_true_model
 
     lm = shape_true_model("smollm2-135m", tokenizer_from="tiny-random", n_layers=1)
     assert (lm.name, lm.n_layers, lm.hidden_size) == ("shape-smollm2-135m-L1-tok-tiny-random", 1, 576)
@@ -176,7 +179,7 @@ def test_shape_true_model_builds_truncated_runs_and_loads_by_name():
 
 
 def test_precision_names_dtypes_and_keeps_caches_apart():
-    from brainattr.models import resolve_dtype
+    from brainattr.lm import resolve_dtype
 
     assert resolve_dtype("auto", "cpu") == torch.float32
     assert resolve_dtype("auto", "cuda") == torch.bfloat16
@@ -187,3 +190,39 @@ def test_precision_names_dtypes_and_keeps_caches_apart():
     assert next(lm.model.parameters()).dtype == torch.bfloat16
     assert lm.name == "tiny-random-bf16"                      # its features and tables are cached apart
     assert load_model("tiny-random", precision="auto", device="cpu").name == "tiny-random"
+
+
+# ---------------------------------------------------------------- word/token spans, layer states
+@pytest.mark.parametrize("kind, marker", [("bytelevel", "Ġ"), ("metaspace", "▁")])
+def test_word_token_spans_follow_offsets_for_both_tokenizer_families(kind, marker):
+    tok = make_tiny_model(tokenizer=kind).tokenizer
+    words = ["It", "is", "a", "truth", "universally", "acknowledged,", "that", "Mr.", "Bennet"]
+    ids, spans = L.word_token_spans(words, tok)
+    pieces = tok.convert_ids_to_tokens(ids.tolist())
+    assert any(p.startswith(marker) for p in pieces)
+    assert spans[0, 0] == 0 and spans[-1, 1] == len(ids)
+    np.testing.assert_array_equal(spans[1:, 0], spans[:-1, 1])  # contiguous, every token owned once
+    for w, (a, b) in zip(words, spans):
+        text = tok.convert_tokens_to_string(pieces[a:b]).strip()
+        assert text == w
+        # only the first token of a word may carry the word-start marker
+        assert not any(p.startswith(marker) for p in pieces[a + 1:b])
+
+
+def test_empty_word_is_an_error(tiny_lm):
+    with pytest.raises(ValueError, match="got no token"):
+        L.word_token_spans(["a", "", "b"], tiny_lm.tokenizer)
+
+
+def test_layer_states_match_hf_hidden_states_and_skip_deeper_blocks(tiny_lm):
+    ids = torch.arange(5, 40)[None]
+    ref = tiny_lm.model(ids, output_hidden_states=True).hidden_states
+    calls = []
+    last = tiny_lm.model.model.layers[-1].register_forward_hook(lambda *a: calls.append(1))
+    try:
+        got = L.layer_states(tiny_lm.model, [0, 1, 2], input_ids=ids)
+    finally:
+        last.remove()
+    for layer in (0, 1, 2):
+        torch.testing.assert_close(got[layer], ref[layer])
+    assert not calls  # block 4 never ran

@@ -7,7 +7,10 @@ The flow (``brainattr book``):
    ``notebooks/`` are never written). Wall time and status per notebook go to ``build/timings.json``.
    A failing notebook stops the run with :class:`NotebookFailed`, which names the notebook and the
    executed copy holding the traceback. In the executed copies, plumbing cells get the
-   ``hide-input`` tag (:func:`plumbing_reason` states the rule).
+   ``hide-input`` tag (:func:`plumbing_reason` states the rule). While a notebook runs, each
+   pipeline stage it computes is printed as it finishes (:class:`StageProgress` tails the stage
+   log), with a line every few minutes while nothing finishes, and on a terminal papermill's
+   progress bar counts the cells.
 2. :func:`write_book_inputs` writes the generated pages the book includes: ``build/parameters.md``
    (the parameter reference) and ``build/timings.md`` (the compute table); :func:`sync_toc` rewrites
    ``_toc.yml`` if the notebook list or titles in ``params.yml`` changed.
@@ -23,13 +26,14 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from .io import CACHE_ENV, STAGE_LOG_ENV, atomic_path, read_stage_log
+from ..cache import CACHE_ENV, STAGE_LOG_ENV, atomic_path, cache_root, read_stage_log
 from .params import Config, ParamsError, load_config, parameter_reference, resolve
 
 TOC_FILE = "_toc.yml"
@@ -61,27 +65,57 @@ class BookBuildFailed(RuntimeError):
 
 
 def _say(message: str) -> None:
-    print(message, flush=True)
+    """Print a line on stdout without breaking a progress bar that is being drawn (``tqdm.write``)."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stdout)
+    sys.stdout.flush()
 
 
-def default_cache(config: Config) -> Path:
-    """Cache folder used when ``$BRAINATTR_CACHE`` is unset: ``<repo>/.cache`` (gitignored)."""
-    return config.root / ".cache"
+def prepare_environment(config: Config | None = None) -> dict:
+    """Set the environment the kernels inherit; return the values that matter (for the log).
 
+    The cache is NOT moved: the kernels use :func:`brainattr.cache.cache_root`, the same folder as a
+    notebook opened by hand (``$BRAINATTR_CACHE`` if set, else the platform's user cache folder). An
+    explicit ``$BRAINATTR_CACHE`` is made absolute, because the kernels run in ``notebooks/``.
 
-def prepare_environment(config: Config) -> dict:
-    """Set the environment the kernels inherit; return the values that matter (for the log)."""
-    os.environ.setdefault(CACHE_ENV, str(default_cache(config)))
+    Parameters
+    ----------
+    config : Config, optional
+        Unused; kept so that callers written for earlier versions still work.
+
+    Returns
+    -------
+    dict
+        ``{"BRAINATTR_CACHE": <the cache folder the kernels will use>}``.
+    """
+    if os.environ.get(CACHE_ENV):
+        os.environ[CACHE_ENV] = str(Path(os.environ[CACHE_ENV]).expanduser().absolute())
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # silences a debugger warning in the kernel
-    return {CACHE_ENV: os.environ[CACHE_ENV]}
+    return {CACHE_ENV: str(cache_root())}
 
 
 def check_kernel(name: str) -> str:
     """Make sure kernel ``name`` runs this interpreter (so it sees this environment's brainattr).
 
-    jupyter_client replaces a kernelspec's bare ``python``/``python3`` with ``sys.executable``; an
-    absolute path to another interpreter is an error with the command that fixes it.
+    jupyter_client replaces a kernelspec's bare ``python``/``python3`` with ``sys.executable``.
+
+    Parameters
+    ----------
+    name : str
+        The kernel's name (``kernel:`` in params.yml).
+
+    Returns
+    -------
+    str
+        The interpreter the kernel runs.
+
+    Raises
+    ------
+    ParamsError
+        If there is no such kernel, or it runs another interpreter (the message holds the command
+        that registers this environment's).
     """
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
@@ -130,6 +164,18 @@ def plumbing_reason(cell, next_cell=None) -> str | None:
 
     A cell that already carries ``hide-input``, ``hide-cell``, ``remove-input``, ``remove-cell`` or
     the opt-out tag ``show-input`` is left as it is. Everything else (the science) stays visible.
+
+    Parameters
+    ----------
+    cell : dict
+        A cell of an executed notebook.
+    next_cell : dict, optional
+        The cell after it (to see papermill's ``injected-parameters`` cell).
+
+    Returns
+    -------
+    str or None
+        ``"marker"``, ``"imports"`` or ``"parameters"``; None for a cell that stays visible.
     """
     if cell.get("cell_type") != "code":
         return None
@@ -150,7 +196,18 @@ def plumbing_reason(cell, next_cell=None) -> str | None:
 
 
 def tag_plumbing(nb) -> list[int]:
-    """Add the ``hide-input`` tag to the plumbing cells of ``nb`` (in place); return their indices."""
+    """Add the ``hide-input`` tag to the plumbing cells of a notebook (:func:`plumbing_reason`).
+
+    Parameters
+    ----------
+    nb : nbformat.NotebookNode
+        An executed notebook, changed in place.
+
+    Returns
+    -------
+    list of int
+        The indices of the cells tagged now (cells tagged before are left alone).
+    """
     tagged = []
     cells = nb["cells"]
     for i, cell in enumerate(cells):
@@ -161,7 +218,18 @@ def tag_plumbing(nb) -> list[int]:
 
 
 def tag_plumbing_file(path: Path) -> list[int]:
-    """:func:`tag_plumbing` on the notebook file ``path`` (rewritten only if a cell was tagged)."""
+    """:func:`tag_plumbing` on a notebook file.
+
+    Parameters
+    ----------
+    path : Path
+        An executed notebook; rewritten only if a cell was tagged.
+
+    Returns
+    -------
+    list of int
+        The indices of the cells tagged.
+    """
     import nbformat
 
     nb = nbformat.read(str(path), as_version=4)
@@ -176,6 +244,8 @@ def tag_plumbing_file(path: Path) -> list[int]:
 
 @dataclass
 class RunResult:
+    """One executed notebook: its name, executed copy, wall time in seconds and status (``ok``)."""
+
     name: str
     output: Path
     seconds: float
@@ -187,7 +257,22 @@ def _now() -> str:
 
 
 def update_timings(build_dir: Path, entries: dict, profile: str) -> Path:
-    """Merge per-notebook entries into ``build_dir/timings.json`` (written atomically)."""
+    """Merge per-notebook entries into ``build_dir/timings.json`` (written atomically).
+
+    Parameters
+    ----------
+    build_dir : Path
+        The build folder.
+    entries : dict
+        Notebook name -> its entry (profile, overrides, parameters, output, status, seconds, finished).
+    profile : str
+        The profile of this run (recorded as ``last_profile``, with the host).
+
+    Returns
+    -------
+    Path
+        The timings file.
+    """
     path = Path(build_dir) / "timings.json"
     data = {}
     if path.is_file():
@@ -206,20 +291,47 @@ def update_timings(build_dir: Path, entries: dict, profile: str) -> Path:
 
 
 def execute_notebook(source: Path, output: Path, parameters: dict, kernel: str = "python3",
-                     log_output: bool = False, timeout: float | None = None, cwd: Path | None = None) -> float:
-    """Execute one notebook with papermill into ``output``; return the wall time in seconds.
+                     log_output: bool = False, timeout: float | None = None, cwd: Path | None = None,
+                     progress_bar: bool = False) -> float:
+    """Execute one notebook with papermill into ``output``.
 
     The executed copy appears at ``output`` only when execution ends, success or failure (it is
-    written next to it under a hidden name meanwhile). On failure it holds the traceback and
-    :class:`NotebookFailed` is raised.
+    written next to it under a hidden name meanwhile).
+
+    Parameters
+    ----------
+    source, output : Path
+        The notebook and where its executed copy goes (never ``source`` itself).
+    parameters : dict
+        Values papermill injects after the cell tagged ``parameters``.
+    kernel : str
+        The Jupyter kernel.
+    log_output : bool
+        Echo the cells' output while they run.
+    timeout : float, optional
+        Per-cell time limit in seconds.
+    cwd : Path, optional
+        The kernel's working folder (default: the notebook's folder, as when opened by hand).
+    progress_bar : bool
+        Show papermill's progress bar (cells done, on stderr).
+
+    Returns
+    -------
+    float
+        The wall time in seconds.
+
+    Raises
+    ------
+    NotebookFailed
+        If a cell raised; the executed copy at ``output`` holds the traceback.
     """
+    import logging
+
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    import logging
-
     source, output = Path(source), Path(output)
-    # papermill's own parameter check ("Passed unknown parameter") is redundant with brainattr.params
+    # papermill's own parameter check ("Passed unknown parameter") is redundant with brainattr.book.params
     # and trips on lines it cannot parse; silence its warnings, keep errors.
     logging.getLogger("papermill").setLevel(logging.ERROR if not log_output else logging.INFO)
     if source.resolve() == output.resolve():
@@ -230,7 +342,7 @@ def execute_notebook(source: Path, output: Path, parameters: dict, kernel: str =
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(source), str(partial), parameters=parameters, kernel_name=kernel,
-                            language="python", progress_bar=False, log_output=log_output,
+                            language="python", progress_bar=progress_bar, log_output=log_output,
                             cwd=str(cwd or source.parent), execution_timeout=timeout)
     except PapermillExecutionError as exc:
         if partial.exists():
@@ -253,48 +365,223 @@ def execute_notebook(source: Path, output: Path, parameters: dict, kernel: str =
     return time.perf_counter() - start
 
 
+# --------------------------------------------------------------------------- progress
+
+#: Fields of a stage record shown in its progress line, in this order (with their labels).
+_STAGE_FIELDS = (("method", "{}"), ("model", "{}"), ("layer", "layer {}"), ("layers", "{} layer(s)"),
+                 ("context", "{}-word context"), ("trs", "{} TR(s)"), ("subjects", "{} subject(s)"),
+                 ("voxels", "{} voxels"))
+#: Seconds between two "still running" lines while a notebook computes and no stage finishes.
+HEARTBEAT_S = 300.0
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``12.5 min`` or ``3.2 h``."""
+    if seconds < 120:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def format_stage(record: dict) -> str:
+    """One line for a stage record of the stage log, e.g. ``attribution (gxi, smollm2-135m, layer 15) 12 s``.
+
+    Parameters
+    ----------
+    record : dict
+        A record written by :func:`brainattr.cache.log_stage` (``stage``, ``seconds`` and details).
+
+    Returns
+    -------
+    str
+    """
+    details = [label.format(record[key]) for key, label in _STAGE_FIELDS if record.get(key) not in (None, "")]
+    shown = f" ({', '.join(str(d) for d in details)})" if details else ""
+    return f"{record.get('stage', '?')}{shown} in {_duration(float(record.get('seconds') or 0))}"
+
+
+class StageProgress:
+    """Print a notebook's computed stages while papermill runs it, by tailing the stage log.
+
+    The notebooks' pipeline stages append one JSON line each to the stage log when they finish
+    (:func:`brainattr.cache.log_stage`, through ``$BRAINATTR_STAGE_LOG``). A background thread reads
+    the lines appended since the notebook started and echoes each of this notebook's stages
+    (:func:`format_stage`); when nothing has been printed for ``heartbeat`` seconds it prints that
+    the notebook is still running, so a run at paper scale never stays silent for hours.
+
+    Parameters
+    ----------
+    path : Path
+        The stage log.
+    notebook : str
+        Only records of this notebook (their ``notebook`` field; records without one too) are shown.
+    echo : callable
+        Called with each line (from the background thread).
+    interval : float
+        Seconds between two reads of the log.
+    heartbeat : float, optional
+        Seconds of silence before a "still running" line (default :data:`HEARTBEAT_S`); None: never.
+    prefix : str
+        Put before each line (indentation).
+
+    Examples
+    --------
+    >>> with StageProgress(log, "03_attribution", print):      # doctest: +SKIP
+    ...     execute_notebook(...)
+    """
+
+    def __init__(self, path: Path, notebook: str, echo=_say, interval: float = 1.0,
+                 heartbeat: float | None = HEARTBEAT_S, prefix: str = "      "):
+        self.path, self.notebook, self.echo = Path(path), notebook, echo
+        self.interval, self.heartbeat, self.prefix = interval, heartbeat, prefix
+        self.stages: list[dict] = []
+        self._offset = 0
+        self._rest = b""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = self._last_said = time.monotonic()
+
+    def __enter__(self) -> StageProgress:
+        self._offset = self.path.stat().st_size if self.path.is_file() else 0  # earlier lines are not this run's
+        self._started = self._last_said = time.monotonic()
+        self._thread = threading.Thread(target=self._watch, name=f"stage-progress-{self.notebook}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.poll()  # stages logged just before the notebook ended
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll()
+                now = time.monotonic()
+                if self.heartbeat is not None and now - self._last_said >= self.heartbeat:
+                    last = f"; last stage: {self.stages[-1].get('stage')}" if self.stages else ""
+                    self._say(f"… {self.notebook} still running ({_duration(now - self._started)} so far{last})")
+            except Exception:  # progress must never break a run
+                pass
+
+    def _say(self, line: str) -> None:
+        self._last_said = time.monotonic()
+        self.echo(self.prefix + line)
+
+    def poll(self) -> list[dict]:
+        """Read the lines appended since the last call; echo this notebook's stages; return them."""
+        if not self.path.is_file():
+            return []
+        size = self.path.stat().st_size
+        if size < self._offset:  # the log was rewritten (another notebook's records dropped)
+            self._offset, self._rest = 0, b""
+        if size == self._offset:
+            return []
+        with open(self.path, "rb") as fh:
+            fh.seek(self._offset)
+            data = fh.read(size - self._offset)
+        self._offset += len(data)
+        *lines, self._rest = (self._rest + data).split(b"\n")
+        new = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(record, dict) and record.get("notebook") in (self.notebook, None):
+                new.append(record)
+                self.stages.append(record)
+                self._say(format_stage(record))
+        return new
+
+
 def run_notebooks(config: Config, profile: str | None = None, overrides: dict | None = None,
                   notebooks: list[str] | None = None, build_dir: Path | None = None,
-                  log_output: bool = False, timeout: float | None = None, echo=_say) -> list[RunResult]:
+                  log_output: bool = False, timeout: float | None = None, echo=_say,
+                  progress: bool | None = None, heartbeat: float | None = HEARTBEAT_S) -> list[RunResult]:
     """Validate, then execute the selected notebooks (default: all) in params.yml order.
 
-    Returns one :class:`RunResult` per notebook; raises :class:`NotebookFailed` at the first failure
-    (after recording it in ``timings.json``) and :class:`ParamsError` before running anything if the
-    parameters do not validate.
+    Prints, through ``echo``, a line when each notebook starts (``[3/8] 03_attribution (...)``), one
+    per pipeline stage it computes (:class:`StageProgress`), and one when it ends (``[3/8]
+    03_attribution done in 148 s``).
+
+    Parameters
+    ----------
+    config : Config
+        The parameters file (:func:`brainattr.book.params.load_config`).
+    profile : str, optional
+        Profile name (default: ``config.default_profile``).
+    overrides : dict, optional
+        Command-line values (``-p name value``), applied last.
+    notebooks : list of str, optional
+        The notebooks to run, in any form :func:`brainattr.book.params.find_notebook` accepts.
+    build_dir : Path, optional
+        Where the executed copies go (``<build_dir>/notebooks/``); default: params.yml's.
+    log_output : bool
+        Echo the cells' output while they run.
+    timeout : float, optional
+        Per-cell time limit in seconds.
+    echo : callable
+        Called with each progress line.
+    progress : bool, optional
+        Show papermill's progress bar of cells (default: when stderr is a terminal).
+    heartbeat : float, optional
+        Seconds of silence after which a "still running" line is printed; None: never.
+
+    Returns
+    -------
+    list of RunResult
+        One per notebook, in order.
+
+    Raises
+    ------
+    ParamsError
+        Before anything runs, if the parameters do not validate.
+    NotebookFailed
+        At the first notebook that fails (after recording it in ``timings.json``).
     """
     profile = profile or config.default_profile
     resolved = resolve(config, profile, overrides, notebooks, require_all=notebooks is None)
     build_dir = Path(build_dir or config.build_dir).absolute()
     env = prepare_environment(config)
     check_kernel(config.kernel)
+    if progress is None:
+        progress = sys.stderr.isatty()
     echo(f"brainattr: profile {profile!r}, {len(resolved)} notebook(s) -> {build_dir / 'notebooks'}; "
          f"cache {env[CACHE_ENV]}")
     results = []
     stage_log = build_dir / STAGE_LOG
+    started = time.perf_counter()
     for i, r in enumerate(resolved, 1):
+        counter = f"[{i}/{len(resolved)}] {r.spec.name}"
         output = build_dir / "notebooks" / f"{r.spec.name}.ipynb"
+        stage_log.parent.mkdir(parents=True, exist_ok=True)
         _forget_stages(stage_log, r.spec.name)  # the compute table shows each notebook's latest run
-        os.environ[STAGE_LOG_ENV] = str(stage_log)   # the kernel inherits both: brainattr.io.log_stage
+        os.environ[STAGE_LOG_ENV] = str(stage_log)   # the kernel inherits both: brainattr.cache.log_stage
         os.environ["BRAINATTR_NOTEBOOK"] = r.spec.name
         shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in r.parameters.items())
-        echo(f"[{i}/{len(resolved)}] {r.spec.name}  ({shown or 'notebook defaults'})")
+        echo(f"{counter}  ({shown or 'notebook defaults'})")
         start = time.perf_counter()
         shown_path = os.path.relpath(output, config.root) if output.is_relative_to(config.root) else str(output)
         changed = {k: v for k, v in (overrides or {}).items() if k in r.parameters}
         entry = {"profile": profile, "overrides": changed, "parameters": r.parameters, "output": shown_path,
                  "finished": None}
         try:
-            seconds = execute_notebook(r.spec.path, output, r.parameters, kernel=config.kernel,
-                                       log_output=log_output, timeout=timeout)
+            with StageProgress(stage_log, r.spec.name, echo, heartbeat=heartbeat):
+                seconds = execute_notebook(r.spec.path, output, r.parameters, kernel=config.kernel,
+                                           log_output=log_output, timeout=timeout, progress_bar=progress)
         except NotebookFailed:
             entry.update(status="failed", seconds=round(time.perf_counter() - start, 2), finished=_now())
             update_timings(build_dir, {r.spec.name: entry}, profile)
-            echo(f"      FAILED after {entry['seconds']:.1f} s")
+            echo(f"{counter} FAILED after {_duration(entry['seconds'])}")
             raise
         entry.update(status="ok", seconds=round(seconds, 2), finished=_now())
         update_timings(build_dir, {r.spec.name: entry}, profile)
-        echo(f"      done in {seconds:.1f} s")
+        echo(f"{counter} done in {_duration(seconds)}")
         results.append(RunResult(r.spec.name, output, seconds, "ok"))
+    echo(f"brainattr: {len(results)} notebook(s) done in {_duration(time.perf_counter() - started)}")
     return results
 
 
@@ -302,7 +589,19 @@ def run_notebooks(config: Config, profile: str | None = None, overrides: dict | 
 
 
 def render_toc(config: Config) -> str:
-    """``_toc.yml`` for params.yml: book pages, then the executed notebooks, then the appendix."""
+    """The book's table of contents for params.yml.
+
+    Parameters
+    ----------
+    config : Config
+        The parameters file: its notebooks, in order, with their titles.
+
+    Returns
+    -------
+    str
+        ``_toc.yml`` (Jupyter Book 1 format): :data:`PAGES_BEFORE`, then the executed notebooks in
+        ``<build_dir>/notebooks/``, then :data:`PAGES_AFTER`.
+    """
     build = os.path.relpath(config.build_dir, config.root).replace(os.sep, "/")
     toc = {
         "format": "jb-book",
@@ -314,13 +613,19 @@ def render_toc(config: Config) -> str:
             {"caption": "Appendix", "chapters": [{"file": f"book/{p}"} for p in PAGES_AFTER]},
         ],
     }
-    header = ("# Generated from params.yml by `brainattr book` (brainattr.runner.render_toc); do not edit.\n"
+    header = ("# Generated from params.yml by `brainattr book` (brainattr.book.runner.render_toc); do not edit.\n"
               "# Notebook chapters point at the EXECUTED copies in build/notebooks/, not at notebooks/.\n")
     return header + yaml.safe_dump(toc, sort_keys=False)
 
 
 def sync_toc(config: Config) -> bool:
-    """Rewrite ``_toc.yml`` (atomically) if it differs from :func:`render_toc`; True if it changed."""
+    """Rewrite ``_toc.yml`` (atomically) if it differs from :func:`render_toc`.
+
+    Returns
+    -------
+    bool
+        True if the file was written.
+    """
     path = config.root / TOC_FILE
     text = render_toc(config)
     if path.is_file() and path.read_text() == text:
@@ -330,7 +635,7 @@ def sync_toc(config: Config) -> bool:
     return True
 
 
-#: Per-stage cost records of the notebooks' runs (JSON lines, see :func:`brainattr.io.log_stage`).
+#: Per-stage cost records of the notebooks' runs (JSON lines, see :func:`brainattr.cache.log_stage`).
 STAGE_LOG = "stages.jsonl"
 
 #: The paper's Appendix J, hours on one H100, per stage (for the compute table).
@@ -348,7 +653,19 @@ def _forget_stages(path: Path, notebook: str) -> None:
 
 
 def stages_markdown(build_dir: Path) -> str:
-    """What each pipeline stage cost in the latest run of every notebook, beside the paper's Appendix J."""
+    """What each pipeline stage cost in the latest run of every notebook, beside the paper's Appendix J.
+
+    Parameters
+    ----------
+    build_dir : Path
+        The build folder holding the stage log (:data:`STAGE_LOG`).
+
+    Returns
+    -------
+    str
+        A Markdown table: stage, seconds in this run, seconds per unit (layer, fit or subject-TR),
+        the notebooks that computed it, and the paper's hours (:data:`PAPER_HOURS`).
+    """
     records = read_stage_log(Path(build_dir) / STAGE_LOG)
     if not records:
         return "*No stage was computed in the recorded runs (everything came from the cache).*\n"
@@ -378,7 +695,20 @@ def stages_markdown(build_dir: Path) -> str:
 
 
 def timings_markdown(build_dir: Path, names: list[str] | None = None) -> str:
-    """The compute table (from ``timings.json``) as Markdown, for ``names`` (default: all recorded)."""
+    """The compute table (from ``timings.json``) as Markdown.
+
+    Parameters
+    ----------
+    build_dir : Path
+        The build folder holding ``timings.json``.
+    names : list of str, optional
+        The notebooks to list, in order (default: every one recorded); one not recorded is "not run".
+
+    Returns
+    -------
+    str
+        The host, then a table of notebook, profile (and overrides), status and wall time, with the total.
+    """
     path = Path(build_dir) / "timings.json"
     if not path.is_file():
         return "*No timings recorded yet: run `python -m brainattr run-all`.*\n"
@@ -414,6 +744,11 @@ def benchmarks_markdown(results_dir: Path) -> str:
     ----------
     results_dir : Path
         Folder of ``bench_attribution*.json`` and ``bench_ridge*.json`` files.
+
+    Returns
+    -------
+    str
+        One Markdown table per kind of benchmark, or a sentence saying none is committed.
     """
     results_dir = Path(results_dir)
     attribution = [json.loads(p.read_text()) for p in sorted(results_dir.glob("bench_attribution*.json"))]
@@ -457,7 +792,19 @@ def benchmarks_markdown(results_dir: Path) -> str:
 
 
 def write_book_inputs(config: Config, build_dir: Path | None = None) -> list[Path]:
-    """Write the generated pages the book includes: parameters, timings, stage costs, benchmarks."""
+    """Write the generated pages the book includes: parameters, timings, stage costs, benchmarks.
+
+    Parameters
+    ----------
+    config : Config
+    build_dir : Path, optional
+        Where the pages go (default: params.yml's build folder).
+
+    Returns
+    -------
+    list of Path
+        ``parameters.md``, ``timings.md``, ``stages.md`` and ``benchmarks.md``, each written atomically.
+    """
     build_dir = Path(build_dir or config.build_dir)
     written = []
     for name, text in (("parameters.md", parameter_reference(config)),
@@ -472,7 +819,13 @@ def write_book_inputs(config: Config, build_dir: Path | None = None) -> list[Pat
 
 
 def check_executed(config: Config, build_dir: Path | None = None) -> None:
-    """Raise unless every notebook has a successfully executed copy (for ``book --no-run``)."""
+    """Make sure every notebook has a successfully executed copy (for ``book --no-run``).
+
+    Raises
+    ------
+    BookBuildFailed
+        Naming the notebooks without an executed copy, or whose last run failed.
+    """
     build_dir = Path(build_dir or config.build_dir)
     path = build_dir / "timings.json"
     entries = json.loads(path.read_text()).get("notebooks", {}) if path.is_file() else {}
@@ -484,9 +837,25 @@ def check_executed(config: Config, build_dir: Path | None = None) -> None:
 
 
 def build_html(config: Config, strict: bool = True, echo=_say) -> Path:
-    """Build the HTML book with Jupyter Book 1 (execution off); return ``_build/html/index.html``.
+    """Build the HTML book with Jupyter Book 1 (execution off).
 
-    With ``strict`` (default), ``-W --keep-going``: every warning is reported, and any warning fails.
+    Parameters
+    ----------
+    config : Config
+    strict : bool
+        ``-W --keep-going`` (default): every warning is reported, and any warning fails the build.
+    echo : callable
+        Called with the command and the result.
+
+    Returns
+    -------
+    Path
+        ``_build/html/index.html``.
+
+    Raises
+    ------
+    BookBuildFailed
+        With the warnings and errors of the build log.
     """
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(config.root), "--builder", "html"]
@@ -506,10 +875,29 @@ def build_html(config: Config, strict: bool = True, echo=_say) -> Path:
 
 
 def build_book(config: Config, profile: str | None = None, overrides: dict | None = None, run: bool = True,
-               strict: bool = True, log_output: bool = False, timeout: float | None = None, echo=_say) -> Path:
-    """Run every notebook (unless ``run=False``), write the generated pages, sync the TOC, build HTML."""
+               strict: bool = True, log_output: bool = False, timeout: float | None = None, echo=_say,
+               progress: bool | None = None, heartbeat: float | None = HEARTBEAT_S) -> Path:
+    """Run every notebook, write the generated pages, sync the table of contents, build the HTML.
+
+    Parameters
+    ----------
+    config : Config
+    profile, overrides, log_output, timeout, echo, progress, heartbeat
+        As for :func:`run_notebooks`.
+    run : bool
+        Run the notebooks first (default); False builds from the executed copies already there
+        (:func:`check_executed`).
+    strict : bool
+        Any Sphinx warning fails the build (default).
+
+    Returns
+    -------
+    Path
+        ``_build/html/index.html``.
+    """
     if run:
-        run_notebooks(config, profile, overrides, log_output=log_output, timeout=timeout, echo=echo)
+        run_notebooks(config, profile, overrides, log_output=log_output, timeout=timeout, echo=echo,
+                      progress=progress, heartbeat=heartbeat)
     else:
         check_executed(config)
     write_book_inputs(config)
@@ -568,7 +956,7 @@ def _unique_scripts(app, pagename, templatename, context, doctree) -> None:
 
 
 def setup(app):
-    """Sphinx extension (``sphinx: extra_extensions: [brainattr.runner]`` in ``_config.yml``)."""
+    """Sphinx extension (``sphinx: extra_extensions: [brainattr.book.runner]`` in ``_config.yml``)."""
     app.connect("html-page-context", _launch_sources, priority=600)  # after the theme's (501)
     app.connect("html-page-context", _unique_scripts, priority=600)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -5,13 +5,17 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
 #: Environment variable that moves the cache (models, features, fitted encoders, attributions).
 CACHE_ENV = "BRAINATTR_CACHE"
+#: Name of the cache folder in the platform's user cache folder (see :func:`cache_root`).
+CACHE_APP = "brainattr"
 #: Environment variable naming a JSON-lines file where computed stages log their cost (set by the runner).
 STAGE_LOG_ENV = "BRAINATTR_STAGE_LOG"
 
@@ -22,10 +26,44 @@ def _umask() -> int:
     return mask
 
 
+def default_cache_root() -> Path:
+    """The platform's user cache folder for brainattr, used when ``$BRAINATTR_CACHE`` is unset.
+
+    ``platformdirs.user_cache_dir("brainattr")``: ``$XDG_CACHE_HOME/brainattr`` (default
+    ``~/.cache/brainattr``) on Linux, ``~/Library/Caches/brainattr`` on macOS,
+    ``%LOCALAPPDATA%\\brainattr\\Cache`` on Windows.
+    """
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(CACHE_APP, appauthor=False))
+
+
+def cache_root() -> Path:
+    """The cache folder every entry point shares (notebooks run by hand, the runner, the tests).
+
+    Returns
+    -------
+    Path
+        ``$BRAINATTR_CACHE`` if set (``~`` expanded), else :func:`default_cache_root`. Not created.
+    """
+    explicit = os.environ.get(CACHE_ENV)
+    return Path(explicit).expanduser() if explicit else default_cache_root()
+
+
 def cache_dir(*parts: str) -> Path:
-    """The cache folder (``$BRAINATTR_CACHE`` or ``~/.cache/brainattr``), or a sub-folder of it, created."""
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "brainattr")
-    path = root.joinpath(*parts)
+    """The cache folder (:func:`cache_root`), or a sub-folder of it, created.
+
+    Parameters
+    ----------
+    *parts : str
+        Sub-folder names, e.g. ``cache_dir("features", key)``.
+
+    Returns
+    -------
+    Path
+        The folder, created with its parents if missing.
+    """
+    path = cache_root().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -72,8 +110,6 @@ def atomic_path(path):
 @contextlib.contextmanager
 def atomic_dir(path):
     """Yield a temporary folder next to ``path``; move it onto ``path`` only if the block succeeds."""
-    import shutil
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
@@ -121,8 +157,6 @@ def stage_timer(stage: str, **info):
 
     Wrap only the computing branch, so cache hits are not logged.
     """
-    import time
-
     start = time.perf_counter()
     yield
     log_stage(stage, time.perf_counter() - start, **info)

@@ -105,15 +105,28 @@ class Config:
 
 
 def find_root(start: str | os.PathLike | None = None) -> Path:
-    """The repository root: the first folder holding params.yml, from ``start`` (default: cwd) upwards.
+    """The repository root: the first folder holding params.yml, from ``start`` upwards.
 
-    Falls back to the checkout this package was installed from (editable installs).
+    Parameters
+    ----------
+    start : path, optional
+        Where to start looking (default: the current folder). Falls back to the checkout this
+        package was installed from (editable installs).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ParamsError
+        If no params.yml is found.
     """
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / PARAMS_FILE).is_file():
             return folder
-    source_root = Path(__file__).resolve().parents[2]
+    source_root = Path(__file__).resolve().parents[3]
     if (source_root / PARAMS_FILE).is_file():
         return source_root
     raise ParamsError(f"No {PARAMS_FILE} found in {here} or its parents; run from the brainattr checkout "
@@ -132,7 +145,24 @@ def _check_keys(where: str, got, allowed: set) -> list[str]:
 
 
 def load_config(path: str | os.PathLike | None = None) -> Config:
-    """Read and structurally check params.yml (default: the one at :func:`find_root`)."""
+    """Read params.yml and check its structure (keys, mappings, profiles, the default profile).
+
+    Parameters
+    ----------
+    path : path, optional
+        The parameters file (default: ``params.yml`` at :func:`find_root`).
+
+    Returns
+    -------
+    Config
+        Paths in it are absolute, relative to the file's folder.
+
+    Raises
+    ------
+    ParamsError
+        Listing every structural problem (unknown keys with a suggestion, wrong types, no notebooks,
+        an unknown default profile). Values are checked later, by :func:`resolve`.
+    """
     path = Path(path) if path is not None else find_root() / PARAMS_FILE
     if not path.is_file():
         raise ParamsError(f"Parameters file not found: {path}")
@@ -186,7 +216,23 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
 
 
 def find_notebook(config: Config, name: str) -> NotebookSpec:
-    """Look a notebook up by ``02``, ``02_brain_alignment``, ``brain_alignment`` or ``notebooks/02_....ipynb``."""
+    """Look a notebook up by any of its names.
+
+    Parameters
+    ----------
+    config : Config
+    name : str
+        ``02``, ``02_brain_alignment``, ``brain_alignment`` or ``notebooks/02_brain_alignment.ipynb``.
+
+    Returns
+    -------
+    NotebookSpec
+
+    Raises
+    ------
+    ParamsError
+        If no notebook of params.yml has that name (with a suggestion and the list of notebooks).
+    """
     key = Path(str(name)).name
     key = key[:-6] if key.endswith(".ipynb") else key
     names = config.names
@@ -224,7 +270,22 @@ class Parameter:
 
 
 def parameters_cell(nb) -> tuple[int, Any]:
-    """Index and cell of the cell tagged ``parameters``; ParamsError if there is not exactly one."""
+    """The cell tagged ``parameters``.
+
+    Parameters
+    ----------
+    nb : nbformat.NotebookNode
+
+    Returns
+    -------
+    index : int
+    cell : nbformat.NotebookNode
+
+    Raises
+    ------
+    ParamsError
+        If not exactly one cell is tagged ``parameters``.
+    """
     tagged = [(i, c) for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(tagged) != 1:
         raise ParamsError(f"expected exactly one cell tagged 'parameters', found {len(tagged)}.")
@@ -232,10 +293,20 @@ def parameters_cell(nb) -> tuple[int, Any]:
 
 
 def notebook_problems(path: str | os.PathLike) -> list[str]:
-    """Hygiene problems of a SOURCE notebook (empty list if clean).
+    """Hygiene problems of a SOURCE notebook.
 
     A source notebook is stored without outputs or execution counts, and its first code cell, and
     only that cell, is tagged ``parameters``.
+
+    Parameters
+    ----------
+    path : path
+        The notebook.
+
+    Returns
+    -------
+    list of str
+        One sentence per problem; empty if the notebook is clean.
     """
     import nbformat
 
@@ -351,10 +422,26 @@ def _parse_cell(source: str) -> dict[str, Parameter]:
 
 
 def notebook_parameters(path: str | os.PathLike) -> dict[str, Parameter]:
-    """The parameters a notebook declares, in order: name -> :class:`Parameter`.
+    """The parameters a notebook declares in its ``parameters`` cell.
 
     Uses :func:`papermill.inspect_notebook`, and also parses the cell with :mod:`ast` to catch what
     papermill's one-line regex misses (multi-line values, ``X | Y`` annotations).
+
+    Parameters
+    ----------
+    path : path
+        The notebook.
+
+    Returns
+    -------
+    dict of str to Parameter
+        In the cell's order: name, default (its source and, for a literal, its value), annotation,
+        meaning (the comment after it) and the accepted types.
+
+    Raises
+    ------
+    ParamsError
+        If the notebook has not exactly one ``parameters`` cell or the cell is not valid Python.
     """
     import nbformat
     import papermill
@@ -418,7 +505,20 @@ def _describe(value) -> str:
 
 
 def check_type(param: Parameter, value) -> str | None:
-    """None if ``value`` fits the declared type of ``param``, else a sentence saying why not."""
+    """Check a value against a parameter's declared type.
+
+    Parameters
+    ----------
+    param : Parameter
+    value : object
+        A value from params.yml or the command line.
+
+    Returns
+    -------
+    str or None
+        None if ``value`` fits (``param.types`` None accepts anything; an int fits a float, a list a
+        tuple, but a bool fits only a bool), else a sentence saying why not and how to widen the type.
+    """
     if param.types is None:
         return None
     if isinstance(value, bool) and bool not in param.types:
@@ -447,7 +547,13 @@ class ResolvedNotebook:
 
 
 def parse_value(text: str):
-    """A command-line value parsed as YAML: ``640`` -> 640, ``[1, 2]`` -> list, ``null`` -> None, ``abc`` -> 'abc'."""
+    """A command-line value parsed as YAML.
+
+    Examples
+    --------
+    >>> parse_value("640"), parse_value("[1, 2]"), parse_value("null"), parse_value("abc")
+    (640, [1, 2], None, 'abc')
+    """
     try:
         return yaml.safe_load(text) if text.strip() else text
     except yaml.YAMLError:
@@ -455,15 +561,29 @@ def parse_value(text: str):
 
 
 def parse_overrides(pairs) -> dict:
-    """``[("context", "640"), ...]`` (from ``-p name value``) to ``{"context": 640}``."""
+    """The ``-p name value`` pairs of the command line as a dict of parsed values (:func:`parse_value`).
+
+    Examples
+    --------
+    >>> parse_overrides([("context", "640"), ("subjects", "[sub-01]")])
+    {'context': 640, 'subjects': ['sub-01']}
+    """
     return {str(name): parse_value(str(value)) for name, value in (pairs or [])}
 
 
 def profile_names(config: Config) -> list[str]:
+    """The profiles of params.yml, in the file's order."""
     return list(config.profiles)
 
 
 def get_profile(config: Config, profile: str | None) -> tuple[str, dict]:
+    """A profile's name and entry (``profile`` None: the default profile).
+
+    Raises
+    ------
+    ParamsError
+        If there is no such profile (with a suggestion).
+    """
     name = profile or config.default_profile
     if name not in config.profiles:
         raise ParamsError(f"Unknown profile {name!r}{_suggest(name, config.profiles)}; profiles in "
@@ -471,30 +591,17 @@ def get_profile(config: Config, profile: str | None) -> tuple[str, dict]:
     return name, config.profiles[name] or {}
 
 
-def resolve(config: Config, profile: str | None = None, overrides: dict | None = None,
-            notebooks: list[str] | None = None, require_all: bool = False) -> list[ResolvedNotebook]:
-    """Resolve the parameters for each selected notebook and validate them.
+#: A layer of values: its label (``{nb}`` is the notebook's name), its values if shared by every
+#: notebook (else None), and the function giving a notebook its own values (for per-notebook layers).
+_Layer = tuple
 
-    Parameters
-    ----------
-    config : Config
-    profile : str, optional
-        Profile name (default: ``config.default_profile``).
-    overrides : dict, optional
-        Command-line values; each goes to every selected notebook that declares it, and must be declared
-        by at least one of them.
-    notebooks : list of str, optional
-        Names to resolve (any form :func:`find_notebook` accepts); default: all, in params.yml order.
-    require_all : bool
-        Raise if a notebook listed in params.yml does not exist (default: only the selected ones must).
 
-    Returns
-    -------
-    list of ResolvedNotebook, in params.yml order.
+def _declared(config: Config, selected: list[NotebookSpec], require_all: bool) -> tuple[dict, list[NotebookSpec]]:
+    """Every present notebook's declared parameters, and the notebooks that are missing.
+
+    Raises :class:`ParamsError` for a selected (or, with ``require_all``, any) missing notebook and
+    for a notebook whose parameters cell cannot be read.
     """
-    pname, prof = get_profile(config, profile)
-    selected = [find_notebook(config, n) for n in notebooks] if notebooks else list(config.notebooks)
-    selected = [nb for nb in config.notebooks if nb in selected]
     errors, missing = [], [nb for nb in config.notebooks if not nb.exists]
     for nb in missing:
         if require_all or nb in selected:
@@ -509,15 +616,28 @@ def resolve(config: Config, profile: str | None = None, overrides: dict | None =
                 errors.append(str(exc))
     if errors:
         raise ParamsError("\n".join(errors))
+    return declared, missing
 
-    layers = [
+
+def _layers(config: Config, pname: str, prof: dict, overrides: dict | None) -> list[_Layer]:
+    """The layers of values, lowest precedence first (see the module docstring)."""
+    return [
         ("global", config.global_params, None),
         ("notebooks.{nb}.params", None, lambda nb: nb.params),
         (f"profiles.{pname}.global", prof.get("global") or {}, None),
         (f"profiles.{pname}.notebooks.{{nb}}", None, lambda nb: (prof.get("notebooks") or {}).get(nb.name) or {}),
         ("-p (command line)", overrides or {}, None),
     ]
-    # names in a shared layer must be declared by some notebook
+
+
+def _undeclared_shared(layers: list[_Layer], config: Config, selected: list[NotebookSpec], declared: dict,
+                       missing: list[NotebookSpec]) -> list[str]:
+    """Errors for names in a shared layer that no notebook declares.
+
+    Command-line names are checked against the selected notebooks, the others against all of them.
+    While notebooks are missing, a params.yml name is only warned about (it may be theirs).
+    """
+    errors = []
     for label, shared, _ in layers:
         if shared is None:
             continue
@@ -526,39 +646,85 @@ def resolve(config: Config, profile: str | None = None, overrides: dict | None =
             if any(key in declared.get(nb.name, {}) for nb in scope):
                 continue
             known = sorted({k for nb in scope for k in declared.get(nb.name, {})})
-            present = [nb.name for nb in scope if nb.name in declared]
-            where = ", ".join(present)
+            where = ", ".join(nb.name for nb in scope if nb.name in declared)
             whom = f"notebook {where}" if len(scope) == 1 else f"any notebook ({where})"
             msg = (f"{label}: parameter {key!r} is not declared by {whom}{_suggest(key, known)}; "
                    f"valid names: {', '.join(known)}.")
             if missing and not label.startswith("-p"):
                 warnings.warn(msg + f" (Not checked against missing notebooks: {', '.join(n.name for n in missing)}.)",
-                              stacklevel=2)
+                              stacklevel=3)
             else:
                 errors.append(msg)
+    return errors
 
+
+def _resolve_notebook(nb: NotebookSpec, decl: dict, layers: list[_Layer]) -> tuple[ResolvedNotebook, list[str]]:
+    """One notebook's values, layer by layer, type-checked; and the errors found."""
+    errors, values, sources = [], {}, {}
+    for label, shared, per_nb in layers:
+        label = label.format(nb=nb.name)
+        layer = shared if shared is not None else per_nb(nb)
+        if not isinstance(layer, dict):
+            errors.append(f"{label} must be a mapping.")
+            continue
+        for key, value in layer.items():
+            if key not in decl:
+                if shared is None:  # per-notebook: must be declared by this notebook
+                    errors.append(f"{nb.name}: {label} sets {key!r}, which the notebook does not declare"
+                                  f"{_suggest(key, decl)}; valid names: {', '.join(decl)}.")
+                continue
+            values[key], sources[key] = copy.deepcopy(value), label
+    for key, value in values.items():
+        problem = check_type(decl[key], value)
+        if problem:
+            errors.append(f"{nb.name}: parameter {key!r} (from {sources[key]}): {problem}.")
+    return ResolvedNotebook(nb, values, sources, decl), errors
+
+
+def resolve(config: Config, profile: str | None = None, overrides: dict | None = None,
+            notebooks: list[str] | None = None, require_all: bool = False) -> list[ResolvedNotebook]:
+    """Resolve the parameters for each selected notebook and validate them.
+
+    Values come in layers, lowest precedence first: ``global``, ``notebooks.<nb>.params``,
+    ``profiles.<p>.global``, ``profiles.<p>.notebooks.<nb>``, then ``overrides``. A notebook gets a
+    value only for a name it declares; what it does not get stays its parameters cell's default.
+
+    Parameters
+    ----------
+    config : Config
+        The parameters file (:func:`load_config`).
+    profile : str, optional
+        Profile name (default: ``config.default_profile``).
+    overrides : dict, optional
+        Command-line values; each goes to every selected notebook that declares it, and must be declared
+        by at least one of them.
+    notebooks : list of str, optional
+        Names to resolve (any form :func:`find_notebook` accepts); default: all, in params.yml order.
+    require_all : bool
+        Raise if a notebook listed in params.yml does not exist (default: only the selected ones must).
+
+    Returns
+    -------
+    list of ResolvedNotebook
+        In params.yml order.
+
+    Raises
+    ------
+    ParamsError
+        Listing every problem found: unknown profile or notebook, missing notebook, a name no
+        notebook (or not this notebook) declares, a value of the wrong type.
+    """
+    pname, prof = get_profile(config, profile)
+    chosen = [find_notebook(config, n) for n in notebooks] if notebooks else list(config.notebooks)
+    selected = [nb for nb in config.notebooks if nb in chosen]
+    declared, missing = _declared(config, selected, require_all)
+    layers = _layers(config, pname, prof, overrides)
+    errors = _undeclared_shared(layers, config, selected, declared, missing)
     resolved = []
     for nb in selected:
-        decl = declared[nb.name]
-        values, sources = {}, {}
-        for label, shared, per_nb in layers:
-            label = label.format(nb=nb.name)
-            layer = shared if shared is not None else per_nb(nb)
-            if not isinstance(layer, dict):
-                errors.append(f"{label} must be a mapping.")
-                continue
-            for key, value in layer.items():
-                if key not in decl:
-                    if shared is None:  # per-notebook: must be declared by this notebook
-                        errors.append(f"{nb.name}: {label} sets {key!r}, which the notebook does not declare"
-                                      f"{_suggest(key, decl)}; valid names: {', '.join(decl)}.")
-                    continue
-                values[key], sources[key] = copy.deepcopy(value), label
-        for key, value in values.items():
-            problem = check_type(decl[key], value)
-            if problem:
-                errors.append(f"{nb.name}: parameter {key!r} (from {sources[key]}): {problem}.")
-        resolved.append(ResolvedNotebook(nb, values, sources, decl))
+        result, problems = _resolve_notebook(nb, declared[nb.name], layers)
+        resolved.append(result)
+        errors += problems
     if errors:
         raise ParamsError("\n".join(errors))
     return resolved
@@ -580,9 +746,18 @@ def _cell(text: str) -> str:
 def parameter_reference(config: Config, profiles: list[str] | None = None) -> str:
     """The parameter reference as Markdown: one table of shared parameters, one per notebook.
 
-    Columns: name, type, the value each profile runs with (params.yml or the notebook default), the
-    notebooks that declare it, and its meaning (the comment after it in the parameters cell).
-    Notebooks not yet present are listed as such.
+    Parameters
+    ----------
+    config : Config
+    profiles : list of str, optional
+        The profiles to give a column each (default: all, in params.yml order).
+
+    Returns
+    -------
+    str
+        Columns: name, type, the value each profile runs with (params.yml or the notebook default),
+        the notebooks that declare it (shared table), and its meaning (the comment after it in the
+        parameters cell). Notebooks not yet present are listed as such.
     """
     profiles = profiles or profile_names(config) or [config.default_profile]
     present = [nb for nb in config.notebooks if nb.exists]
@@ -611,7 +786,7 @@ def parameter_reference(config: Config, profiles: list[str] | None = None) -> st
         return declared[nbs[0]][name]
 
     lines = [f"<!-- generated from {config.path.name} and the notebooks' parameters cells by "
-             f"brainattr.params.parameter_reference; do not edit -->", ""]
+             f"brainattr.book.params.parameter_reference; do not edit -->", ""]
     prof_cols = " | ".join(f"`{p}`" for p in profiles)
     lines += ["### Shared parameters", "",
               "Set under `global:` in `params.yml`; passed to every notebook that declares them.", "",
@@ -642,6 +817,19 @@ def parameter_reference(config: Config, profiles: list[str] | None = None) -> st
 
 
 def resolved_as_yaml(resolved: list[ResolvedNotebook], profile: str) -> str:
-    """Human-readable dump of resolved parameters (for ``brainattr params``)."""
+    """The resolved parameters as YAML, for ``brainattr params``.
+
+    Parameters
+    ----------
+    resolved : list of ResolvedNotebook
+        From :func:`resolve`.
+    profile : str
+        The profile's name (printed first).
+
+    Returns
+    -------
+    str
+        ``profile: NAME`` then ``notebooks:``, each with the values injected into it.
+    """
     doc = {"profile": profile, "notebooks": {r.spec.name: r.parameters for r in resolved}}
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from brainattr.dataset import DataError, Dataset, Stimulus, assign_words_to_trs, drop_bad_voxels
+from brainattr.schema import DataError, Dataset, Stimulus, assign_words_to_trs, drop_bad_voxels
 
 
 def make_stimulus(**changes):

@@ -1,0 +1,114 @@
+"""The data room: every dataset in the one :mod:`brainattr.schema` schema, and where each comes from.
+
+One way in: :func:`load_dataset` ``(name, subjects, ...)`` looks ``name`` up in :data:`DATASETS`
+(name -> loader function) and returns one :class:`~brainattr.schema.Dataset` per subject. A new
+dataset (BIDS, Narratives, LeBel et al. 2023, ...) plugs in with a module here and one entry there.
+
+Modules, each importing only the ones listed below it (and :mod:`brainattr.schema`,
+:mod:`brainattr.trs`, :mod:`brainattr.metrics`, :mod:`brainattr.cache`); nothing here imports
+torch or the language-model, encoding or attribution rooms, and spaCy, nibabel/nilearn, h5py,
+scipy.io/signal and pooch are imported only when used:
+
+- :mod:`~brainattr.data.ground_truth`  exact per-word contributions of the simulated subjects
+- :mod:`~brainattr.data.simulate`      word drivers, HRF, simulated subjects (the ``"builtin"`` dataset)
+- :mod:`~brainattr.data.atlas`         Harvard-Oxford labelled MNI voxels: language ROIs, control regions
+- :mod:`~brainattr.data.builtin`       the built-in stimulus (Pride and Prejudice ch. 1-5, the text file
+  beside this module) and its RSVP timing
+- :mod:`~brainattr.data.download`      fetch the real datasets' public files (pooch)
+- :mod:`~brainattr.data.harry_potter`  Harry Potter chapter 9 (Wehbe et al. 2014), ``"hp"``, ``"hp-mat"``, ``"hp-npy"``
+- :mod:`~brainattr.data.moth`          Moth Radio Hour, reading (Deniz et al. 2019), ``"moth"``
+- :mod:`~brainattr.data.textgrid`      Praat TextGrid word timings
+- :mod:`~brainattr.data._common`       what the real loaders share: data root, subject ids, cutting to
+  ``max_words``, release-trimmed TRs
+- :mod:`~brainattr.data.annotate`      spaCy word annotations
+
+Real data live under ``$BRAINATTR_DATA`` (default ``~/brainattr_data``), or ``data_home``; the
+book chapter "Use the real data" gives the layout and sources.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+
+from ..schema import DataError
+from ._common import (DATA_ENV, MIN_RUN_TRS, check_trim, cut_stimulus, data_root, explainable_variance,
+                      unmeasured_trs, word_runs_from_onsets)
+from .annotate import CHARACTERS, annotate_words
+from .atlas import CONTROL_REGIONS, LANGUAGE_ROIS, atlas_files, roi_voxel_counts, sample_atlas_voxels, voxel_table
+from .builtin import BUILTIN_SOURCE, BUILTIN_TEXT, load_builtin_stimulus, load_text, rsvp_timing, split_runs
+from .ground_truth import (Contributions, as_simulated, true_contributions, true_contributions_table,
+                           true_signal_correlation, true_word_importance)
+from .harry_potter import load_hp
+from .moth import load_moth
+from .simulate import (DRIVER_GROUPS, SimulatedSubject, hrf_sampling_matrix, simulated_dataset, simulated_datasets,
+                       stable_seed, word_drivers)
+from .textgrid import read_textgrid, textgrid_words
+
+__all__ = [
+    "DATASETS", "load_dataset",
+    # built-in stimulus and annotations
+    "BUILTIN_SOURCE", "BUILTIN_TEXT", "CHARACTERS", "annotate_words", "load_builtin_stimulus", "load_text",
+    "rsvp_timing", "split_runs",
+    # atlas and simulated subjects
+    "CONTROL_REGIONS", "LANGUAGE_ROIS", "atlas_files", "roi_voxel_counts", "sample_atlas_voxels", "voxel_table",
+    "DRIVER_GROUPS", "SimulatedSubject", "hrf_sampling_matrix", "simulated_dataset", "simulated_datasets",
+    "stable_seed", "word_drivers",
+    # ground truth
+    "Contributions", "as_simulated", "true_contributions", "true_contributions_table", "true_signal_correlation",
+    "true_word_importance",
+    # real data
+    "DATA_ENV", "MIN_RUN_TRS", "check_trim", "cut_stimulus", "data_root", "explainable_variance", "load_hp",
+    "load_moth", "read_textgrid", "textgrid_words", "unmeasured_trs", "word_runs_from_onsets",
+]
+
+#: Dataset name -> loader. :func:`load_dataset` calls ``loader(subjects, **settings)`` with those of
+#: its settings (``max_words``, ``data_home``, ``n_language_voxels``, ...) that the loader's
+#: signature names, so built-in-only settings never reach a real-data loader. Each loader returns a
+#: list of Dataset with NaN and zero-variance voxels excluded.
+DATASETS = {
+    "builtin": simulated_datasets,
+    "hp": load_hp,
+    "hp-mat": functools.partial(load_hp, layout="mat"),
+    "hp-npy": functools.partial(load_hp, layout="npy"),
+    "moth": load_moth,
+}
+
+
+def load_dataset(name="builtin", subjects=("sub-01",), *, max_words=None, n_language_voxels=1000,
+                 n_control_voxels=500, seed=0, noise=None, data_home=None):
+    """Load the subjects of a dataset, all in the one schema.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`DATASETS`. ``"builtin"``: simulated subjects reading the built-in stimulus
+        (:func:`~brainattr.data.simulate.simulated_datasets`). ``"hp"`` (``"hp-mat"``,
+        ``"hp-npy"``): Harry Potter (Wehbe et al. 2014, :func:`load_hp`); ``"moth"``: Moth Radio
+        Hour, reading (Deniz et al. 2019, :func:`load_moth`).
+    subjects : sequence of str, str or int
+        Subject ids (``"sub-01"``) or a count (``3`` → the first three subjects).
+    max_words : int or None
+        Keep the first ``max_words`` words (tiny test profiles); real data keep about
+        ``max_words`` words spread over all runs (:func:`cut_stimulus`).
+    n_language_voxels, n_control_voxels : int
+        Built-in only: voxels sampled inside and outside the language ROIs.
+    seed : int
+        Built-in only: global simulation seed.
+    noise : float or None
+        Built-in only: noise level (None: the simulation's calibrated default).
+    data_home : str or Path or None
+        Real data only: the folder holding ``hp/`` and ``moth/`` (default ``$BRAINATTR_DATA``,
+        else ``~/brainattr_data``). The built-in-only arguments are ignored for real data.
+
+    Returns
+    -------
+    list of Dataset
+        NaN and zero-variance voxels already excluded (:func:`brainattr.schema.drop_bad_voxels`).
+    """
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}.")
+    loader = DATASETS[name]
+    settings = dict(max_words=max_words, data_home=data_home, n_language_voxels=n_language_voxels,
+                    n_control_voxels=n_control_voxels, seed=seed, noise=noise)
+    accepted = inspect.signature(loader).parameters
+    return loader(subjects, **{k: v for k, v in settings.items() if k in accepted})
