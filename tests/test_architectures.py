@@ -24,6 +24,8 @@ from brainattr.encoding import fit_encoding
 from brainattr.lm import TINY_ARCHS, decoder_layers, layer_states, make_tiny_model, special_prefix, word_token_spans
 from brainattr.schema import Dataset
 
+pytestmark = pytest.mark.medium  # tiny language models (see conftest.py)
+
 ARCHS = list(TINY_ARCHS)
 #: Class of each tiny model: the real checkpoints' architectures (PAPER_MODELS) among them.
 CLASSES = {"llama": "LlamaForCausalLM", "falcon": "LlamaForCausalLM", "gemma": "GemmaForCausalLM",

@@ -22,6 +22,8 @@ from brainattr.lm import with_precision
 from brainattr.pipeline import attribute_layers
 from brainattr.schema import Dataset
 
+pytestmark = pytest.mark.medium  # tiny language models (see conftest.py)
+
 LAYER = 2
 S = A.AttributionSettings
 

@@ -5,6 +5,8 @@ import torch
 from brainattr import features as F
 from brainattr.lm import make_tiny_model, word_token_spans
 
+pytestmark = pytest.mark.medium  # tiny language models (see conftest.py)
+
 
 def test_fast_and_exact_modes_agree_where_windows_coincide(tiny_lm, small_stimulus):
     words = small_stimulus.words[:200]

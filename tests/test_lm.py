@@ -8,6 +8,8 @@ import torch
 from brainattr import lm as L
 from brainattr.lm import ModelNotAvailableError, load_model, make_tiny_model
 
+pytestmark = pytest.mark.medium  # tiny language models (see conftest.py)
+
 
 def test_tiny_model_is_frozen_and_describes_itself(tiny_lm):
     assert tiny_lm.n_layers == 4 and tiny_lm.hidden_size == 32
@@ -106,7 +108,7 @@ def test_paper_models_table():
         assert best_layers_by_group(rising, n) == {g: hi for g, (lo, hi) in groups.items()}
         falling = {layer: -layer for layer in range(n + 1)}
         assert best_layers_by_group(falling, n) == {g: lo for g, (lo, hi) in groups.items()}
-        assert groups["early"][0] == 0 and groups["late"][1] == n
+        assert groups["early"][0] == 1 and groups["late"][1] == n  # blocks only: never the embeddings
         # each family has a tiny stand-in of the same architecture
         assert type(make_tiny_model(facts["tiny_arch"]).model).__name__ == facts["architecture"], name
         assert bool(facts["kernels"]) == (facts["family"] in ("mamba", "zamba2"))

@@ -7,7 +7,9 @@ papermill-parameterized notebooks. One pipeline stage, one room; dependencies po
 - :mod:`brainattr.pipeline`     chapter-level calls that chain the stages below
 - :mod:`brainattr.plots`        the book's figures
 - :mod:`brainattr.masking`      the masking check (the paper's App. C)
+- :mod:`brainattr.stats`        inference at independent units (blocks of TRs, subjects), position-keeping nulls, the verdict rule
 - :mod:`brainattr.analysis`     the figures' metrics: important words, overlap, spread, categories, positions
+- :mod:`brainattr.claims`       the paper's numbers, one cited table (`paper_claims.csv`)
 - :mod:`brainattr.attribution`  BA and NWP input attribution (GxI, IG): windows, head, engine, store
 - :mod:`brainattr.encoding`     voxelwise ridge and brain alignment
 - :mod:`brainattr.features`     the LM's word embeddings per layer, averaged per TR
@@ -24,7 +26,7 @@ Subpackages are imported on first use (``brainattr.attribution`` is available af
 import importlib as _importlib
 
 _SUBMODULES = ("analysis", "attribution", "book", "cache", "data", "encoding", "features", "lm", "masking",
-               "metrics", "pipeline", "plots", "schema", "trs")
+               "claims", "metrics", "pipeline", "plots", "schema", "stats", "trs")
 
 
 def __getattr__(name):

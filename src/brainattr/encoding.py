@@ -592,27 +592,40 @@ def encode_subject(lm, dataset, layer, **kwargs):
     return encode_subjects(lm, [dataset], layer, **kwargs)[0]
 
 
-def best_layers_by_group(layer_scores, n_layers, groups=("early", "middle", "late")):
-    """The best-scoring layer in each contiguous third of the model (paper, Appendix B).
+def best_layers_by_group(layer_scores, n_layers, groups=("early", "middle", "late"), embedding_layer=False):
+    """The best-scoring transformer block in each contiguous third of the model (paper, Appendix B).
+
+    The groups range over the model's blocks, layers ``1..n_layers``, cut into ``len(groups)``
+    contiguous ranges of (nearly) equal length (edges ``numpy.linspace(1, n_layers + 1,
+    len(groups) + 1)``; a layer ``l`` is in group ``g`` when ``edges[g] <= l < edges[g + 1]``).
+    Layer 0, the input embeddings, is never in a group: there the BA head reads only the delay
+    words' own embeddings, so BA's GxI is exactly zero on every context word, and an "early"
+    layer 0 would make BA's spread trivially small. Ask for it by name with
+    ``embedding_layer=True``.
 
     Parameters
     ----------
     layer_scores : dict of int -> float
-        Mean BA of each scored layer (layer 0, the embeddings, counts in the early group).
+        Mean BA of each scored layer (layer 0 is ignored unless ``embedding_layer``).
     n_layers : int
-        Number of decoder blocks of the model.
+        Number of decoder blocks of the model (its layers are ``0..n_layers``).
     groups : sequence of str
-        Group names; layers ``0..n_layers`` are cut into ``len(groups)`` equal ranges.
+        Group names, in depth order; blocks ``1..n_layers`` are cut into ``len(groups)`` ranges.
+    embedding_layer : bool
+        Add ``"embeddings": 0`` as its own group, first, when layer 0 was scored.
 
     Returns
     -------
     dict of str -> int
-        Best layer of each group that holds at least one scored layer.
+        In depth order: ``"embeddings"`` (only with ``embedding_layer``), then the best layer of
+        each group that holds at least one scored layer (a group with no scored layer is left
+        out, e.g. the middle third of a 4-block model scored at layers 0, 2, 4).
     """
-    edges = np.linspace(0, n_layers + 1, len(groups) + 1)
-    best = {}
+    edges = np.linspace(1, n_layers + 1, len(groups) + 1)
+    scores = {int(layer): score for layer, score in layer_scores.items()}
+    best = {"embeddings": 0} if embedding_layer and 0 in scores else {}
     for g, name in enumerate(groups):
-        inside = {layer: score for layer, score in layer_scores.items() if edges[g] <= layer < edges[g + 1]}
+        inside = {layer: score for layer, score in scores.items() if layer >= 1 and edges[g] <= layer < edges[g + 1]}
         if inside:
             best[name] = max(inside, key=inside.get)
     return best

@@ -284,7 +284,8 @@ def chapter_tables(dataset="builtin", model="smollm2-135m", subjects=("sub-01",)
         Layers to analyse, named ``"layer <l>"``; None: the best layer of each of ``groups``.
     groups : sequence of str
         With ``layers=None``, the groups kept of ``("early", "middle", "late")`` (chapter 7: the
-        middle one only).
+        middle one only); a group none of the scored layers falls in is left out, and a
+        ValueError says so when that leaves none.
     nwp_layer : int or None
         The layer whose forward pass also computes NWP (default: the middle group's, else the
         middle one of the layers).
@@ -312,6 +313,9 @@ def chapter_tables(dataset="builtin", model="smollm2-135m", subjects=("sub-01",)
         best, layer_scores = best_layers(lm, data, layer_step, context=context, pooling=pooling,
                                          inner_folds=inner_folds, progress=progress)
         chosen = {g: int(best[g]) for g in best if g in groups}
+        if not chosen:
+            raise ValueError(f"no scored layer of {lm.name} falls in the {' or '.join(groups)} group (scored layers: "
+                             f"{sorted(layer_scores)}); lower layer_step or give the layers.")
     else:
         chosen = {f"layer {layer}": int(layer) for layer in layers}
     settings = AttributionSettings(context=context, pooling=pooling, methods=tuple(methods), voxel_set=voxel_set)

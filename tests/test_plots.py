@@ -1,0 +1,299 @@
+"""Tests for brainattr.plots: each figure function draws tiny hand-made tables (Agg backend)."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from brainattr import plots  # noqa: E402
+from brainattr.analysis import CATEGORIES  # noqa: E402
+
+GROUPS = {"early": 2, "middle": 5, "late": 8}
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _attribution_table(trs=(10, 11, 12), n_words=6, seed=0):
+    """An attribution table (the columns the metrics read) with ``n_words`` words per TR."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for tr in trs:
+        for k in range(n_words):
+            a = rng.standard_normal()
+            rows.append(dict(tr=tr, word_index=tr * 2 + k, position=n_words - 1 - k, word=f"w{k}", attribution=a,
+                             abs_attribution=abs(a)))
+    return pd.DataFrame(rows)
+
+
+def _legend_texts(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def _line_labels(ax):
+    return [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")]
+
+
+# ------------------------------------------------------------------------------ word shading, brain map
+def test_shade_words_escapes_and_scales():
+    out = plots.shade_words(["a<b", "c"], [0.5, 1.0])
+    assert out.count("<span") == 2 and "a&lt;b" in out
+    assert "rgba(214,39,40,0.50)" in out and "rgba(214,39,40,1.00)" in out
+
+
+def test_two_readings_has_one_column_per_task():
+    ba = pd.DataFrame({"word": ["x", "y"], "weight": [0.2, 0.8]})
+    nwp = pd.DataFrame({"word": ["x", "y"], "weight": [0.9, 0.1]})
+    out = plots.two_readings(ba, nwp, caption="<p>TR 3</p>")
+    assert out.startswith("<p>TR 3</p><table>") and out.count("<td") == 2 and out.count("<span") == 4
+    assert "rgba(31,119,180,1.00)" in out and "rgba(214,39,40,1.00)" in out   # each column on its own scale
+
+
+def test_voxel_image_and_glass_brain():
+    coords = np.array([[-48.0, 20.0, 10.0], [-54.0, -30.0, 0.0], [30.0, -80.0, 30.0]])
+    values = np.array([0.5, -0.2, 0.1])
+    img = plots.voxel_image(values, coords)
+    assert img.ndim == 3 and np.isclose(np.abs(img.get_fdata()).sum(), 0.8)
+    display = plots.glass_brain(values, coords, title="three voxels")
+    assert set(display.axes) == {"l", "z", "r"}
+
+
+# ------------------------------------------------------------------------------ chapter 1
+class _Stimulus:
+    """What rsvp_timeline reads of a Stimulus: 3 runs of 40 words, 4 words per 2 s TR."""
+
+    def __init__(self):
+        n_words, n_trs = 120, 36
+        self.word_runs = np.repeat([0, 1, 2], 40)
+        self.word_onsets = np.concatenate([np.arange(40) * 0.5 + 10] * 3)
+        self.words = np.array([f"w{i}" for i in range(n_words)])
+        self.tr_runs = np.repeat([0, 1, 2], 12)
+        self.tr_times = np.concatenate([np.arange(12) * 2.0] * 3)
+        self.word_trs = np.concatenate([np.arange(40) // 4 + 12 * r for r in range(3)])
+        self.n_trs = n_trs
+
+
+def test_rsvp_timeline():
+    fig = plots.rsvp_timeline(_Stimulus(), n_words=24)
+    left, right = fig.axes
+    assert len(left.texts) == 24 and left.get_title() == "RSVP: one word every 0.5 s"
+    assert right.get_xlabel() == "words per TR" and sum(p.get_height() for p in right.patches) == 36
+
+
+def test_chapter1_panels():
+    ax = plots.pos_counts(pd.DataFrame({"pos": ["NOUN", "NOUN", "VERB", "DET"]}))
+    assert sorted(p.get_height() for p in ax.patches) == [1, 1, 2] and ax.get_title() == "universal part of speech"
+    meta = pd.DataFrame({"dominant driver": ["semantic", "syntactic", "semantic"], "window (words)": [3, 8, 12],
+                         "true-signal r": [0.1, 0.3, 0.2]})
+    fig = plots.simulated_voxels(meta)
+    assert len(fig.axes) == 3 and fig.axes[0].get_title() == "dominant driver group"
+    ax = plots.voxel_trace(np.arange(5.0), np.arange(5.0), np.arange(5.0) ** 2, title="best voxel")
+    assert _line_labels(ax) == ["measured (signal + noise)", "planted clean signal"]
+    ax = plots.planted_positions(pd.Series([0.5, 0.3, 0.2], index=[0, 1, 2]), n_trs=100)
+    assert len(ax.patches) == 3 and "100 TRs" in ax.get_title()
+
+
+# ------------------------------------------------------------------------------ chapter 2
+def _per_subject():
+    rows = [dict(subject=s, layer=layer, voxels=v, r=0.1 * layer / 8 * (v == "language ROI") + 0.01 * k)
+            for k, s in enumerate(["sub-01", "sub-02"]) for layer in (0, 4, 8) for v in ("language ROI", "control")]
+    return pd.DataFrame(rows)
+
+
+def test_alignment_by_layer():
+    ax = plots.alignment_by_layer(_per_subject(), "tiny")
+    assert ax.get_title() == "tiny: brain alignment by layer (2 subjects, mean ± SE)"
+    assert ax.get_ylabel() == "mean held-out r (BA)"
+    assert _legend_texts(ax) == ["language ROI", "control"]
+
+
+def test_region_boxes_orders_regions_by_mean_r():
+    scores = pd.DataFrame({"label": ["IFG", "IFG", "STG", "STG", "V1"], "r": [0.1, 0.2, 0.3, 0.4, 0.0],
+                           "voxels": ["language ROI"] * 4 + ["control"]})
+    ax = plots.region_boxes(scores, layer=4)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["STG", "IFG", "V1"]
+    assert ax.get_title() == "BA per region at layer 4, all subjects"
+
+
+def test_encoding_diagnostics():
+    class Enc:
+        alphas = np.array([[1.0, 10.0, 10.0]])
+        alpha_grid = np.array([1.0, 10.0, 100.0])
+        scores = np.array([0.1, 0.2, 0.05])
+
+    fig = plots.encoding_diagnostics(Enc(), ceiling=np.array([0.2, 0.3, 0.1]), is_language=np.array([1, 1, 0]))
+    left, right = fig.axes
+    assert left.get_title() == "chosen ridge penalties (all folds, all voxels)"
+    assert len(right.collections[0].get_offsets()) == 2 and right.get_xlabel() == "true-signal r (ceiling)"
+    fig = plots.encoding_diagnostics(Enc())
+    assert not fig.axes[1].collections   # no ceiling: the right panel stays empty
+
+
+def test_alignment_by_depth():
+    per_model = pd.DataFrame({"model": ["a"] * 4 + ["b"] * 4, "relative_depth": [0, 0.5, 1, 1] * 2,
+                              "r": np.linspace(0, 0.1, 8)})
+    ax = plots.alignment_by_depth(per_model)
+    assert _legend_texts(ax) == ["a", "b"] and ax.get_xlabel() == "relative depth (layer / number of layers)"
+
+
+# ------------------------------------------------------------------------------ chapter 3
+def test_attribution_by_position():
+    tables = {"ba": _attribution_table(seed=0), "nwp": _attribution_table(seed=1)}
+    fig = plots.attribution_by_position(tables, example=11, subject="sub-01")
+    left, right = fig.axes
+    assert left.get_title() == "TR 11" and right.get_title() == "mean over 3 TRs, sub-01"
+    assert _line_labels(left) == ["BA", "NWP"] and len(left.get_lines()[0].get_xdata()) == 6
+    assert all(label.startswith(("BA (CoM", "NWP (CoM")) for label in _line_labels(right))
+
+
+def test_ig_paths():
+    alphas = np.array([0.0, 0.01, 0.1, 1.0])
+    paths = {b: pd.DataFrame({"alpha": alphas, "ba": alphas + k, "nwp": alphas * 2}) for k, b in enumerate(["zero", "eos"])}
+    fig = plots.ig_paths(paths, nodes=[0.05, 0.5], tr=7)
+    assert len(fig.axes) == 2 and fig.axes[0].get_title() == "TR 7: BA target along the IG path"
+    assert _line_labels(fig.axes[1]) == ["from the zero baseline", "from the eos baseline"]
+    assert len(fig.axes[0].get_lines()[0].get_xdata()) == 3   # alpha = 0 left out of the log axis
+
+
+def test_recovery_boxes_keeps_the_sources_present():
+    rec = pd.DataFrame({"source": ["BA (GxI)"] * 4 + ["BA shuffled"] * 4, "subject": ["sub-01", "sub-02"] * 4,
+                        "value": np.linspace(-0.1, 0.4, 8)})
+    ax = plots.recovery_boxes(rec)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["BA (GxI)", "BA shuffled"]
+    assert ax.get_legend().get_title().get_text() == "subject"
+
+
+# ------------------------------------------------------------------------------ chapter 4
+def _iou():
+    rows = [dict(subject="sub-01", layer_group=lg, tr=tr, threshold=t, iou=0.1 + t / 2, random_iou=t / 3)
+            for lg in GROUPS for tr in (1, 2) for t in (0.1, 0.5, 0.98)]
+    return pd.DataFrame(rows)
+
+
+def test_iou_lines_draws_each_group_and_the_paper_line():
+    ax = plots.iou_lines(_iou(), "tiny", group_order=list(GROUPS), paper_iou=0.16)
+    data_lines = [line for line in ax.get_lines() if len(line.get_xdata()) == 3]
+    assert len(data_lines) == 3 * 2                     # 3 layer groups x (BA vs NWP, random sets)
+    assert any(np.allclose(line.get_ydata(), 0.16) for line in ax.get_lines())
+    assert ax.texts[0].get_text() == "paper, t = 10 %: 0.16"
+    assert ax.get_title() == "tiny: BA vs NWP important words (simulated subjects, mean ± SE over TRs)"
+    plt.close("all")
+    ax = plots.iou_lines(_iou(), "tiny", simulated=False)
+    assert not ax.texts and "simulated" not in ax.get_title()
+
+
+def test_truth_iou_lines():
+    df = pd.concat([_iou().assign(task="BA"), _iou().assign(task="NWP")], ignore_index=True)
+    ax = plots.truth_iou_lines(df)
+    assert "random sets" in _legend_texts(ax)
+    assert ax.get_ylabel() == "IoU with the planted important words"
+
+
+def _sizes():
+    rows = [dict(subject="sub-01", layer_group=lg, task=task, tr=tr, threshold=t, n_important=1 + 10 * t + k)
+            for lg in GROUPS for k, task in enumerate(["BA", "NWP"]) for tr in (1, 2) for t in (0.1, 0.5, 0.9)]
+    return pd.DataFrame(rows)
+
+
+def test_spread_panels_one_per_group():
+    fig = plots.spread_panels(_sizes(), GROUPS)
+    assert [ax.get_title() for ax in fig.axes] == ["early (layer 2)", "middle (layer 5)", "late (layer 8)"]
+    assert all(len([line for line in ax.get_lines() if len(line.get_xdata()) == 3]) == 2 for ax in fig.axes)
+
+
+def test_auc_boxes():
+    auc = pd.DataFrame({"layer_group": list(GROUPS) * 4, "task": ["BA"] * 6 + ["NWP"] * 6, "auc": np.arange(12.0)})
+    ax = plots.auc_boxes(auc, list(GROUPS))
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(GROUPS)
+    assert _legend_texts(ax) == ["BA", "NWP"] and ax.get_ylabel() == "AUC of words needed"
+
+
+# ------------------------------------------------------------------------------ chapter 5
+def _shares(with_truth=False):
+    marked = plots.MARKED + (["planted truth"] if with_truth else [])
+    rows = [dict(threshold=t, category=c, marked_by=m, share=0.1 + 0.01 * k, subject="sub-01", layer_group=lg)
+            for t in (0.1, 0.6) for c in CATEGORIES for k, m in enumerate(marked) for lg in ("early", "late")]
+    return pd.DataFrame(rows)
+
+
+def test_category_bars_by_threshold_with_truth():
+    grid = plots.category_bars(_shares(with_truth=True), truth=True, title="tiny: words marked important")
+    assert [ax.get_title() for ax in grid.axes.flat] == ["t = 10 %", "t = 60 %"]
+    assert len(grid.axes.flat[0].patches) >= 3 * 4      # 3 categories x 4 hues
+    assert grid.figure._suptitle.get_text() == "tiny: words marked important"
+    assert grid.axes.flat[0].get_ylabel() == "share of the category's words"
+
+
+def test_category_bars_by_layer_group_and_method_rows():
+    grid = plots.category_bars(_shares(), col="layer_group", col_order=["early", "late"], height=3.2, ylabel="y")
+    assert [ax.get_title() for ax in grid.axes.flat] == ["layer_group = early", "layer_group = late"]
+    plt.close("all")
+    two = pd.concat([_shares().assign(method="GXI"), _shares().assign(method="IG")], ignore_index=True)
+    grid = plots.category_bars(two, col="t", row="method", errorbar=None)
+    assert grid.axes.shape == (2, 2)
+
+
+# ------------------------------------------------------------------------------ chapter 6
+def test_position_profiles_and_bars():
+    rows = []
+    for task, lg in [("BA", "early"), ("BA", "middle"), ("BA", "late"), ("NWP", "any"), ("planted truth", "truth")]:
+        for pos in range(5):
+            rows.append(dict(task=task, layer_group=lg, position=pos, share=0.2, **{"smoothed share": 0.2 + pos / 100}))
+    prof = pd.DataFrame(rows)
+    ax = plots.position_profiles(prof, GROUPS, "tiny", context=16, threshold=10)
+    assert sorted(_line_labels(ax)) == sorted(["BA, early (layer 2)", "BA, middle (layer 5)", "BA, late (layer 8)",
+                                               "NWP", "planted truth"])
+    assert ax.get_yscale() == "log" and ax.get_title() == "tiny: where the important words are (simulated subjects, 16-word context)"
+    fig = plots.position_bars(prof, GROUPS)
+    assert len(fig.axes) == 3 and all(len(a.patches) == 10 for a in fig.axes)   # BA + NWP, 5 positions each
+
+
+def test_com_boxes():
+    com = pd.DataFrame({"task": ["BA"] * 6 + ["NWP"] * 2, "layer_group": list(GROUPS) * 2 + ["any"] * 2,
+                        "all words": np.arange(8.0)})
+    ax = plots.com_boxes(com, list(GROUPS))
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(GROUPS) + ["any"]
+
+
+def test_method_profiles():
+    rows = [dict(method=m, task=t, position=p, CoM=3.0, **{"smoothed share": 0.1})
+            for m in ("GXI", "IG") for t in ("BA", "NWP") for p in range(4)]
+    ax = plots.method_profiles(pd.DataFrame(rows), title="2 TRs, sub-01, layer 5")
+    styles = {line.get_label(): line.get_linestyle() for line in ax.get_lines()}
+    assert styles == {"BA, GXI (CoM 3.0)": "-", "NWP, GXI (CoM 3.0)": "-", "BA, IG (CoM 3.0)": "--",
+                      "NWP, IG (CoM 3.0)": "--"}
+
+
+# ------------------------------------------------------------------------------ chapters 7, 8
+def test_masking_bars():
+    per_tr = pd.DataFrame({"masking": plots.MASKINGS * 2, "nwp_loss": np.arange(8.0)})
+    per_voxel = pd.DataFrame({"masking": plots.MASKINGS * 3, "r": np.linspace(-0.1, 0.2, 12)})
+    fig = plots.masking_bars(per_tr, per_voxel, voxel_set="language")
+    left, right = fig.axes
+    assert len(left.patches) == 4 and len(right.patches) == 4
+    assert [t.get_text() for t in left.get_xticklabels()] == plots.MASKINGS
+    assert right.get_title() == "BA (language voxels) after masking"
+
+
+def test_condition_profiles():
+    tables = pd.concat([_attribution_table(seed=s).assign(subject="sub-01", task=task, condition=cond)
+                        for s, (cond, task) in enumerate([(c, t) for c in ("m, 16 words", "m, 32 words")
+                                                          for t in ("ba", "nwp")])], ignore_index=True)
+    ax = plots.condition_profiles(tables, threshold=50, title="two contexts")
+    styles = {line.get_label(): line.get_linestyle() for line in ax.get_lines()}
+    assert styles == {"BA, m, 16 words": "-", "NWP, m, 16 words": "-", "BA, m, 32 words": "--",
+                      "NWP, m, 32 words": "--"}
+    assert ax.get_ylabel() == "share of important words (t = 50 %)" and ax.get_yscale() == "log"
+
+
+def test_functions_draw_on_given_axes():
+    fig, ax = plt.subplots()
+    assert plots.alignment_by_layer(_per_subject(), "tiny", ax=ax) is ax
+    fig, axes = plt.subplots(1, 3)
+    assert plots.spread_panels(_sizes(), GROUPS, axes=axes) is fig
