@@ -1,5 +1,6 @@
 """brainattr.masking: window evaluation with replaced words, the Appendix C check."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from brainattr import attribution as A
@@ -166,7 +167,7 @@ def test_masking_plans_replace_k_words_at_matched_positions(setup):
                 assert sorted(reps[tr]) == sorted(int(i) for i in idx)  # exactly those words are replaced
                 assert all(ds.stimulus.words[i] != w for i, w in reps[tr].items())
     for p in plans:
-        if p["selection"] == "random same positions":
+        if p["selection"] == "random same positions" and p["sign"] == "abs":   # equal sizes: exact
             top, = [q for q in plans if q["selection"].startswith("top") and
                     all(q[c] == p[c] for c in ("masked_task", "sign", "k"))]
             table = t[(p["masked_task"], "gxi")]
@@ -249,7 +250,7 @@ def planted(tiny_lm, small_stimulus):
 def test_planted_top_words_hurt_more_than_random_words(tiny_lm, planted):
     ds, enc = planted
     assert enc.scores.mean() > 0.6
-    trs = np.concatenate([t[8:-8:3] for t in enc.test_trs])
+    trs = [t for t in np.concatenate([t[8:-8:3] for t in enc.test_trs]) if A.tr_window(ds.stimulus, enc, t, 30)]
     t, = A.compute_attributions(tiny_lm, [ds], [enc], 0, trs, A.AttributionSettings(context=30, voxel_set="all"),
                                 progress=False)
     ba, nwp = t[("ba", "gxi")], t[("nwp", "gxi")]
@@ -261,3 +262,17 @@ def test_planted_top_words_hurt_more_than_random_words(tiny_lm, planted):
     top, rand = row.loc[("top BA", "ba_mse")], row.loc[("random anywhere", "ba_mse")]
     assert top.ci_low > 0 and top.ci_low > rand.ci_high, out       # masking the top words raises the error more
     assert row.loc[("top BA", "ba_r")].ci_high < row.loc[("random anywhere", "ba_r")].ci_low
+
+
+def test_sweep_takes_given_blocks_and_leaves_out_trs(setup):
+    from brainattr import stats
+
+    lm, ds, enc, _ = setup
+    trs = enc.test_trs[1][:8]
+    t, = A.compute_attributions(lm, [ds], [enc], LAYER, trs, A.AttributionSettings(context=10), progress=False)
+    ids = stats.independent_blocks(trs, t[("ba", "gxi")])
+    kw = dict(ks=(1,), signs=("abs",), tasks=("ba",), context=10, voxel_set="all", n_boot=50)
+    out = M.masking_sweep(lm, ds, enc, LAYER, t[("ba", "gxi")], t[("nwp", "gxi")], blocks=dict(zip(trs, ids)), **kw)
+    assert (out.n_trs == (ids >= 0).sum()).all() and (out.n_blocks == ids.max() + 1).all()
+    with pytest.raises(ValueError, match="unknown blocks 'runs'"):
+        M.masking_sweep(lm, ds, enc, LAYER, t[("ba", "gxi")], t[("nwp", "gxi")], blocks="runs", **kw)

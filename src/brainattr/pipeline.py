@@ -143,7 +143,8 @@ def attribute_layers(lm, datasets, layers, settings=AttributionSettings(), n_trs
         Subjects who read the same stimulus.
     layers : sequence of int
     settings : brainattr.attribution.AttributionSettings
-        Its ``tasks`` are ignored (BA everywhere, NWP once).
+        Its ``tasks`` are ignored (BA everywhere; NWP once with the final readout, at every layer
+        with ``nwp_readout="logit_lens"``).
     n_trs, fold : int or None
         Evenly spaced held-out TRs of ``fold`` (see :func:`brainattr.attribution.held_out_trs`),
         unless ``trs`` is given.
@@ -169,16 +170,18 @@ def attribute_layers(lm, datasets, layers, settings=AttributionSettings(), n_trs
     nwp_layer = layers[len(layers) // 2] if nwp_layer is None else int(nwp_layer)
     order = [nwp_layer] + [layer for layer in layers if layer != nwp_layer]
     frames, nwp = [], {}
+    per_layer_nwp = settings.nwp_readout != "final"
     for layer in tqdm(order, desc="attribution (layers, all subjects)", disable=not progress, leave=False):
         encs = encode_subjects(lm, datasets, layer, context=settings.context, pooling=settings.pooling,
                                stride=stride, inner_folds=inner_folds, progress=False)
         if trs is None:
             trs = held_out_trs(encs[0], fold, n_trs)
-        tasks = ("ba", "nwp") if layer == nwp_layer else ("ba",)
+        # the final readout's NWP is the same at every layer: computed once; the logit lens reads layer L
+        tasks = ("ba", "nwp") if layer == nwp_layer or per_layer_nwp else ("ba",)
         out = attribute(lm, datasets, encs, layer, settings.replace(tasks=tasks), trs=trs, progress=False)
         for ds, tables in zip(datasets, out):
             for (task, method), table in tables.items():
-                if task == "nwp":
+                if task == "nwp" and not per_layer_nwp:
                     nwp[method] = table.to_pandas()
                 else:
                     frames.append(table.to_pandas().assign(subject=ds.subject, layer=layer, task=task, method=method))

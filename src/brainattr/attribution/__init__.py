@@ -70,7 +70,7 @@ from .settings import (
 from .store import TABLE_VERSION, attribute, table_path
 from .windows import Window, evenly_spaced, held_out_trs, tr_window, voxel_mask
 
-__all__ = ["AttributionSettings", "BAHead", "COLUMNS", "CPU_BATCH_SIZE", "IG_BASELINES", "METHODS", "POOLINGS", "TASKS",
-           "TABLE_VERSION", "Window", "attribute", "auto_batch_size", "compare_precision", "compute_attributions",
-           "evenly_spaced", "held_out_trs", "ig_alphas", "ig_completeness", "ig_path", "predict_trs", "table_path",
-           "tr_features_from_states", "tr_window", "voxel_mask"]
+__all__ = ["AttributionSettings", "BAHead", "COLUMNS", "CPU_BATCH_SIZE", "IG_BASELINES", "METHODS", "NWP_READOUTS",
+           "POOLINGS", "TASKS", "TABLE_VERSION", "Window", "attribute", "auto_batch_size", "compare_precision",
+           "compute_attributions", "evenly_spaced", "held_out_trs", "ig_alphas", "ig_completeness", "ig_path",
+           "predict_trs", "table_path", "tr_features_from_states", "tr_window", "voxel_mask"]

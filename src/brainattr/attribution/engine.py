@@ -15,6 +15,7 @@ from .batch import TokenizedText, collate, make_instance
 from .head import head_for, tr_features_from_states
 from .methods import gradient_x_input, integrated_gradients, is_out_of_memory
 from .settings import CPU_BATCH_SIZE, AttributionSettings
+from .targets import target_name
 from .windows import select_windows, tr_window, voxel_mask
 
 #: Columns of an attribution table, in order.
@@ -88,7 +89,9 @@ def compute_attributions(lm, datasets, encodings, layer, trs, settings=Attributi
     states, and the subjects' gradients go back through the LM in one batched backward pass
     (vector-Jacobian products with one cotangent per subject). NWP does not depend on the subject
     and is computed once. :func:`brainattr.attribution.attribute` stores the same tables and
-    resumes killed runs.
+    resumes killed runs. With ``settings.nwp_readout="logit_lens"`` NWP is read out from layer L
+    (:func:`brainattr.attribution.targets.compute_targets`), and one forward pass up to layer L
+    serves both tasks.
 
     Parameters
     ----------
@@ -135,10 +138,12 @@ def compute_attributions(lm, datasets, encodings, layer, trs, settings=Attributi
     if batch_size == "auto":
         batch_size = CPU_BATCH_SIZE
         if device.type == "cuda" and instances:
-            blocks = lm.n_layers if "nwp" in tasks else max(layer, 1)
+            full = "nwp" in tasks and settings.nwp_readout == "final"
+            blocks = lm.n_layers if full else max(layer, 1)
             batch_size = auto_batch_size(max(len(i.ids) for i in instances), lm.hidden_size, blocks, len(datasets),
                                          next(lm.model.parameters()).element_size())
     batch_size, ig_rows = int(batch_size), int(ig_rows)
+    targets = tuple(target_name(t, settings.nwp_readout) for t in tasks)   # what the methods explain
 
     # group by (fold, run): one head per group and subject; similar lengths together (less padding)
     groups = {}
@@ -166,13 +171,13 @@ def compute_attributions(lm, datasets, encodings, layer, trs, settings=Attributi
                 for method in methods:
                     started = time.perf_counter()
                     if method == "gxi":
-                        attrs, values = gradient_x_input(lm, layer, head, batch, measured, tasks)
-                        base = {t: None for t in tasks}
+                        attrs, values = gradient_x_input(lm, layer, head, batch, measured, targets)
+                        base = {t: None for t in targets}
                     else:
-                        attrs, values, base = integrated_gradients(lm, layer, head, batch, measured, tasks,
+                        attrs, values, base = integrated_gradients(lm, layer, head, batch, measured, targets,
                                                                    settings.ig_steps, ig_rows, settings.ig_baseline)
                     seconds[method] += time.perf_counter() - started
-                    done[method] = attrs, values, base
+                    done[method] = tuple(_by_task(x, tasks, settings.nwp_readout) for x in (attrs, values, base))
             except (RuntimeError, MemoryError) as err:
                 if not is_out_of_memory(err):
                     raise
@@ -200,7 +205,8 @@ def compute_attributions(lm, datasets, encodings, layer, trs, settings=Attributi
                 bar.update(len(batch_inst))
     for method in methods:
         if instances:
-            log_stage("attribution", seconds[method], model=lm.name, layer=layer, method=method, tasks="+".join(tasks),
+            log_stage("attribution", seconds[method], model=lm.name, layer=layer, method=method,
+                      tasks="+".join(targets),
                       trs=len(instances), context=int(context), ig_steps=settings.ig_steps if method == "ig" else None,
                       subjects=len(datasets))
     out = []
@@ -214,6 +220,11 @@ def compute_attributions(lm, datasets, encodings, layer, trs, settings=Attributi
             tables[key] = df.sort_values(["tr", "word_index"], kind="stable").reset_index(drop=True)
         out.append(tables)
     return out
+
+
+def _by_task(values, tasks, nwp_readout):
+    """The methods' outputs, keyed by target name (:func:`target_name`), keyed by task again."""
+    return {t: values[target_name(t, nwp_readout)] for t in tasks}
 
 
 def _word_rows(instances, token_attr, values, base, stimulus):

@@ -12,6 +12,9 @@ TASKS = ("ba", "nwp")
 METHODS = ("gxi", "ig")
 #: IG baselines: the all-zero embedding (the paper's), or the padding / end-of-text token's embedding.
 IG_BASELINES = ("zero", "pad", "eos")
+#: How the NWP target is read out at layer L: the whole model's loss ("final", the paper's; the same at
+#: every layer), or the final norm + LM head on layer L's states ("logit_lens"; blocks 1..L only).
+NWP_READOUTS = ("final", "logit_lens")
 #: Word pooling over a word's sub-word tokens.
 POOLINGS = ("last", "mean")
 #: Precision names :func:`brainattr.lm.with_precision` takes.
@@ -49,6 +52,12 @@ class AttributionSettings:
     precision : {"fp32", "bf16", "fp16", "auto"} or None
         Run the LM in this precision (a converted copy; see :func:`brainattr.lm.with_precision`);
         None: as loaded.
+    nwp_readout : {"final", "logit_lens"}
+        ``"final"`` (default, the paper's): NWP is the whole model's next-word loss, the same scalar
+        at every layer. ``"logit_lens"``: the final norm and LM head read layer L's hidden states
+        (nostalgebraist's logit lens), so NWP depends on the layer and, like BA, only blocks 1..L
+        run (:func:`brainattr.attribution.targets.compute_targets`). Stored tables of the default
+        keep their keys; the logit lens gets its own.
     """
 
     context: int = 80
@@ -61,6 +70,7 @@ class AttributionSettings:
     batch_size: object = "auto"
     ig_rows: int = 8
     precision: object = None
+    nwp_readout: str = "final"
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -74,6 +84,8 @@ class AttributionSettings:
                                  "Integrated Gradients).")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling: unknown pooling {self.pooling!r}; use 'last' or 'mean'.")
+        if self.nwp_readout not in NWP_READOUTS:
+            raise ValueError(f"nwp_readout: unknown NWP readout {self.nwp_readout!r}; use one of {NWP_READOUTS}.")
         if self.ig_baseline not in IG_BASELINES:
             raise ValueError(f"ig_baseline: unknown IG baseline {self.ig_baseline!r}; use one of {IG_BASELINES}.")
         if self.batch_size != "auto" and not (isinstance(self.batch_size, (int, np.integer))

@@ -110,7 +110,9 @@ def _table_folders(lm, datasets, encodings, voxes, layer, settings):
         fields = dict(common, method_params=ig_params if m == "ig" else None)
         for k, ds in enumerate(datasets):
             if "nwp" in tasks:
-                folders[(k, "nwp", m)] = table_path(ds, lm.name, layer, context, "nwp", m, cache_key(**fields)[:10])
+                # the final readout keeps the key it had before readouts were selectable
+                nwp = fields if settings.nwp_readout == "final" else dict(fields, nwp_readout=settings.nwp_readout)
+                folders[(k, "nwp", m)] = table_path(ds, lm.name, layer, context, "nwp", m, cache_key(**nwp)[:10])
             if "ba" in tasks:
                 enc, vox = encodings[k], voxes[k]
                 ba = dict(fields, pooling=settings.pooling, voxels=array_hash(vox), responses=array_hash(ds.responses),

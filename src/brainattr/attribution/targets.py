@@ -1,4 +1,14 @@
-"""The scalars explained: BA's MSE of the head's prediction, NWP's cross-entropy of the next word."""
+"""The scalars explained: BA's MSE of the head's prediction, NWP's cross-entropy of the next word.
+
+NWP is read out in one of two ways (:data:`NWP_READOUTS`):
+
+- ``"final"``: the whole model's next-word loss (every block, the final norm, the LM head); the
+  same scalar whatever layer L is attributed (the paper's NWP);
+- ``"logit_lens"``: the final norm and the LM head applied directly to layer L's hidden states
+  (nostalgebraist 2020, "interpreting GPT: the logit lens"), so only blocks 1..L run, as for BA,
+  and the NWP target depends on the layer. At the last layer it equals ``"final"``; at layer 0 it
+  reads the embeddings (after any model-specific scaling) through the norm and the head.
+"""
 from __future__ import annotations
 
 import torch
@@ -12,6 +22,39 @@ from ..lm import (
     layer_states,
 )
 from .head import tr_features_from_states
+from .settings import NWP_READOUTS
+
+#: Attributes of a base model that hold its final norm, tried in order: Mamba (``backbone.norm_f``),
+#: GPT-2 / classic Falcon (``transformer.ln_f``), Zamba2 (``model.final_layernorm``), Llama / Qwen2 /
+#: Gemma / Falcon3 (``model.norm``).
+FINAL_NORM_NAMES = ("norm_f", "ln_f", "final_layernorm", "final_norm", "norm")
+
+
+def final_norm(model):
+    """The norm a causal LM applies after its last block, before the LM head (a module)."""
+    base = base_model(model)
+    for name in FINAL_NORM_NAMES:
+        module = getattr(base, name, None)
+        if isinstance(module, torch.nn.Module):
+            return module
+    raise ValueError(f"cannot find the final norm of {type(model).__name__}; brainattr looks for "
+                     f"{', '.join(FINAL_NORM_NAMES)} on its base model.")
+
+
+def target_name(task, nwp_readout="final"):
+    """The name of a task's target as :func:`compute_targets` takes it: ``"nwp"`` read out by the
+    final layers is ``"nwp"``, by the logit lens ``"nwp@logit_lens"``; BA is ``"ba"``."""
+    if nwp_readout not in NWP_READOUTS:
+        raise ValueError(f"unknown NWP readout {nwp_readout!r}; use one of {NWP_READOUTS}.")
+    return task if task != "nwp" or nwp_readout == "final" else f"nwp@{nwp_readout}"
+
+
+def _split_target(name):
+    task, _, readout = str(name).partition("@")
+    readout = readout or "final"
+    if task not in ("ba", "nwp") or readout not in NWP_READOUTS or (task == "ba" and readout != "final"):
+        raise ValueError(f"unknown target {name!r}; use 'ba', 'nwp' or 'nwp@logit_lens'.")
+    return task, readout
 
 
 def full_forward(model, layer, embeds, mask):
@@ -40,10 +83,16 @@ def full_forward(model, layer, embeds, mask):
     return captured["x"], final
 
 
-def nwp_loss(model, final, batch):
-    """Mean cross-entropy over the next word's tokens, LM head only at those positions, (batch,)."""
+def nwp_loss(model, final, batch, norm=None):
+    """Mean cross-entropy over the next word's tokens, LM head only at those positions, (batch,).
+
+    ``final`` are the final normed states; or, with ``norm`` (the logit lens), any layer's states,
+    normed here at the next word's positions only.
+    """
     idx = batch["nwp_pos"][..., None].expand(-1, -1, final.shape[-1])
     h = torch.gather(final, 1, idx)                       # (B, K, H)
+    if norm is not None:
+        h = norm(h)
     logits = model.get_output_embeddings()(h)
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:
@@ -61,23 +110,32 @@ def widen(x):
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def compute_targets(lm, layer, head, embeds, batch, measured, tasks):
+def compute_targets(lm, layer, head, embeds, batch, measured, tasks, nwp_readout="final"):
     """Per-instance scalar targets for the requested tasks.
 
     ``head`` and ``measured`` are one subject's (a :class:`BAHead` and a tensor of shape
     ``(batch, n_voxels)``) or lists of several subjects' who read the same text: the LM runs once
     and each head reads the same layer-L states.
 
+    ``tasks`` holds ``"ba"``, ``"nwp"`` (read out as ``nwp_readout`` says) and/or a target name of
+    :func:`target_name` (``"nwp@logit_lens"``), which fixes its own readout: that is how callers
+    that pass ``tasks`` through (GxI, IG) ask for the logit lens. Without a final-readout NWP, only
+    blocks 1..L run, once for every target.
+
     Returns
     -------
     dict task -> tensor of shape (batch,), or (n_subjects, batch) for ``"ba"`` with lists
     """
+    parsed = {t: _split_target(target_name(t, nwp_readout) if t == "nwp" else t) for t in tasks}
     out = {}
-    if "nwp" in tasks:
+    if any(p == ("nwp", "final") for p in parsed.values()):
         states, final = full_forward(lm.model, layer, embeds, batch["mask"])
-        out["nwp"] = nwp_loss(lm.model, final, batch)
-    elif "ba" in tasks:
+    elif parsed:
         states = layer_states(lm.model, [layer], inputs_embeds=embeds, attention_mask=batch["mask"])[layer]
+    for t, (task, readout) in parsed.items():
+        if task == "nwp":
+            out[t] = (nwp_loss(lm.model, final, batch) if readout == "final"
+                      else nwp_loss(lm.model, states, batch, norm=final_norm(lm.model)))
     if "ba" in tasks:
         # the head and the MSE run in at least float32 whatever the LM's precision (sums over voxels)
         feats = tr_features_from_states(widen(states), batch["pool"])
