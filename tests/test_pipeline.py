@@ -133,3 +133,121 @@ def test_condition_tables_and_comparison(tiny_lm, data):
     assert list(table.index) == ["long", "tiny-random, 12 words"]
     assert list(table.columns) == ["iou", "chance", "CoM BA", "CoM NWP"]
     assert table.iou.between(0, 1).all() and (table["CoM NWP"] >= 0).all()
+
+
+# ------------------------------------------------------------------------------ chapters 4-7: the right unit
+def test_logit_lens_tables_attribute_nwp_at_each_layer(tiny_lm, chapter):
+    lens = pipeline.logit_lens_tables(chapter)
+    assert set(lens.task) == {pipeline.LENS_TASK} and list(lens.columns) == list(chapter.tables.columns)
+    assert dict(zip(lens.layer_group, lens.layer)) == chapter.groups
+    gxi = chapter.gxi
+    assert lens.groupby(["subject", "layer"]).tr.nunique().eq(3).all()
+    assert set(lens.tr) == set(gxi.tr)
+    # read out at the last block, the logit lens is the whole model's next-word loss
+    last = pipeline.chapter_tables(data=chapter.data, lm=tiny_lm, layers=[tiny_lm.n_layers], n_trs=3,
+                                   progress=False, **KW)
+    at_last = pipeline.logit_lens_tables(last)
+    final = last.gxi[last.gxi.task == "nwp"]
+    np.testing.assert_allclose(at_last.attribution.to_numpy(), final.attribution.to_numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_block_means_average_per_tr_then_over_independent_blocks():
+    rng = np.random.default_rng(0)
+    trs_ = np.arange(0, 200, 10)
+    per_tr = pd.DataFrame({"tr": np.repeat(trs_, 2), "subject": ["a", "b"] * trs_.size,
+                           "x": rng.normal(1.0, 0.1, 2 * trs_.size), "y": 2.0})
+    out = pipeline.block_means(per_tr, ["x"], span=5, ratios={"x / y": ("x", "y")}).set_index("quantity")
+    assert list(out.columns) == pipeline.BLOCK_COLUMNS[1:]
+    mean_per_tr = per_tr.groupby("tr").x.mean()
+    assert out.loc["x", "estimate"] == pytest.approx(mean_per_tr.mean())
+    assert out.loc["x", "n_blocks"] == trs_.size and out.loc["x", "ci_low"] < 1.0 < out.loc["x", "ci_high"]
+    assert out.loc["x / y", "estimate"] == pytest.approx(mean_per_tr.mean() / 2)
+    # a span wider than the spacing leaves TRs out: fewer, independent blocks
+    wide = pipeline.block_means(per_tr, ["x"], span=25).iloc[0]
+    assert wide["n_blocks"] == 7 and wide["n_trs"] == 7
+    by = pipeline.block_means(per_tr.assign(g=per_tr.tr % 20), ["x"], span=1, by=["g"])
+    assert list(by.g) == [0, 10] and by.n_blocks.tolist() == [10, 10]
+
+
+def test_iou_against_nulls_keeps_positions(chapter):
+    thresholds = [0.1, 0.5, 0.98]
+    per_tr, summary = pipeline.iou_against_nulls(chapter.gxi, thresholds)
+    assert list(summary.threshold) == thresholds and (summary.n_blocks >= 1).all()
+    assert {"iou", "random_iou", "position_null_iou", "difference"} <= set(per_tr.columns)
+    g = chapter.gxi[(chapter.gxi.subject == "sub-01") & (chapter.gxi.layer_group == chapter.group_order[0])]
+    from brainattr.analysis import overlap
+
+    direct = overlap(g[g.task == "ba"], g[g.task == "nwp"], thresholds)
+    mine = per_tr[(per_tr.subject == "sub-01") & (per_tr.layer_group == chapter.group_order[0])]
+    merged = mine.merge(direct, on=["tr", "threshold"], suffixes=("", "_direct"))
+    np.testing.assert_allclose(merged.iou, merged.iou_direct)
+    np.testing.assert_allclose(merged.random_iou, merged.random_iou_direct)
+    text = per_tr.groupby(["threshold", "tr"]).iou.mean().groupby("threshold").mean()
+    np.testing.assert_allclose(summary.set_index("threshold").iou, text)
+
+
+def test_category_marks_per_tr_agree_with_the_pooled_shares():
+    from brainattr.analysis import category_shares
+
+    rng = np.random.default_rng(1)
+    rows = [dict(tr=tr, word_index=tr + k, position=5 - k, word="w", attribution=rng.normal(),
+                 abs_attribution=0.0) for tr in (10, 20) for k in range(6)]
+    ba = pd.DataFrame(rows).assign(abs_attribution=lambda d: d.attribution.abs())
+    nwp = ba.assign(attribution=rng.normal(size=len(ba))).assign(abs_attribution=lambda d: d.attribution.abs())
+    cats = pd.DataFrame({"semantic": np.arange(40) % 2 == 0, "syntactic": np.arange(40) % 2 == 1,
+                         "discourse": np.arange(40) % 3 == 0})
+    marks = pipeline.category_marks(ba, nwp, cats, [0.5])
+    pooled = category_shares(ba, nwp, cats, [0.5]).set_index(["category", "marked_by"])
+    for cat in cats.columns:
+        m = marks[marks.category == cat]
+        weights = m.n_words / m.n_words.sum()       # the pooled share is the word-weighted mean
+        for column, label in (("both", "both"), ("BA only", "BA only"), ("NWP only", "NWP only")):
+            assert (weights * m[column]).sum() == pytest.approx(100 * pooled.loc[(cat, label), "share"])
+        np.testing.assert_allclose(m["BA marks"], m["BA only"] + m["both"])
+
+
+def test_position_summary_by_hand():
+    # one TR of 10 words; all the weight on positions 0 and 9
+    w = np.zeros(10)
+    w[[0, 9]] = [3.0, 1.0]
+    table = pd.DataFrame({"tr": 5, "word_index": np.arange(10)[::-1], "position": np.arange(10), "word": "w",
+                          "attribution": w, "abs_attribution": w})
+    out = pipeline.position_summary(table, threshold=0.9, edge=2).iloc[0]
+    assert out.n_words == 10 and out.recent == 50.0 and out.oldest == 50.0 and out.even == 20.0
+    assert out.com == pytest.approx(9 * 1 / 4) and out.com_important == pytest.approx(9 / 4)
+
+
+def test_masking_effects_sweeps_magnitude_and_sign(tiny_lm, data, chapter):
+    layer = chapter.middle
+    g = chapter.gxi[(chapter.gxi.subject == "sub-01") & (chapter.gxi.layer == layer)]
+    trs_ = np.unique(g.tr)[:2]
+    out = pipeline.masking_effects(tiny_lm, data[0], chapter.encodings(layer)[0], layer, g[g.task == "ba"],
+                                   g[g.task == "nwp"], trs_, ks=[1, 2], signed_ks=[1], context=12, n_boot=20)
+    assert set(out.sign) == {"abs", "pos", "neg"}
+    assert sorted(out[out.sign == "abs"].k.unique()) == [1, 2] and set(out[out.sign != "abs"].k) == {1}
+    assert (out.n_trs == 2).all() and set(out.target) == {"nwp", "ba_r", "ba_mse"}
+
+
+def test_verdict_table_reads_the_papers_side_and_applies_the_one_rule():
+    from brainattr import stats
+
+    rows = [("iou-t10", dict(estimate=0.12, ci_low=0.08, ci_high=0.17, n_blocks=40), 0.02),
+            ("iou-t10", dict(estimate=0.05, ci_low=0.03, ci_high=0.07), 0.02, "outside the range, above the null"),
+            ("spread-early", pd.Series(dict(mean_difference=-1.0, ci_low=-2.0, ci_high=0.5)), 0.0, "straddles 0"),
+            ("iou-t98", dict(estimate=0.9, ci_low=0.85, ci_high=0.95), 0.6),
+            ("qwen-canonical", {}, None)]
+    out = pipeline.verdict_table(rows)
+    assert list(out.columns) == pipeline.VERDICT_COLUMNS
+    assert out.verdict.tolist() == ["reproduced", "same direction", "not reproduced", "reproduced", "not comparable"]
+    assert out.loc[0, "claim"] == "IoU of BA and NWP sets at t = 10 %" and out.loc[1, "claim"].startswith("outside")
+    assert (out.loc[0, "paper_low"], out.loc[0, "paper_high"]) == (0.16, 0.16) and out.loc[0, "n_blocks"] == 40
+    assert out.loc[2, "direction"] == "less" and out.loc[2, "estimate"] == -1.0 and np.isnan(out.loc[2, "paper_low"])
+    assert out.loc[0, "null used"] == "position-preserving chance IoU"
+    for _, r in out.iterrows():         # every verdict is the one rule's
+        low = None if np.isnan(r.paper_low) else r.paper_low
+        high = None if np.isnan(r.paper_high) else r.paper_high
+        assert r.verdict == stats.verdict(r.estimate, r.ci_low, r.ci_high, low, high,
+                                          null=0.0 if np.isnan(r["null"]) else r["null"], direction=r.direction or None)
+    text = pipeline.verdict_summary(out)
+    assert text.count("\n") == len(out) - 1 and "**straddles 0**: not reproduced" in text
+    assert "the paper: 0.16." in text and "the paper: > 0.8." in text

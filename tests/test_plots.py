@@ -111,6 +111,11 @@ def test_alignment_by_layer():
     assert ax.get_title() == "tiny: brain alignment by layer (2 subjects, mean ± SE)"
     assert ax.get_ylabel() == "mean held-out r (BA)"
     assert _legend_texts(ax) == ["language ROI", "control"]
+    # layer 0 (the input embeddings) is drawn apart and named, never joined to the blocks
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0\n(embeddings)", "4", "8"]
+    joined = [line for line in ax.get_lines() if len(line.get_xdata()) > 1 and line.get_linestyle() == "-"
+              and not np.allclose(np.asarray(line.get_ydata(), dtype=float), 0.0)]     # not the zero line
+    assert joined and all(0 not in set(np.asarray(line.get_xdata(), dtype=float)) for line in joined)
 
 
 def test_region_boxes_orders_regions_by_mean_r():
@@ -188,6 +193,29 @@ def test_iou_lines_draws_each_group_and_the_paper_line():
     assert not ax.texts and "simulated" not in ax.get_title()
 
 
+def test_iou_lines_draws_the_position_preserving_null_when_given():
+    df = _iou().assign(position_null_iou=lambda d: d["random_iou"] + 0.01)
+    ax = plots.iou_lines(df, "tiny", group_order=list(GROUPS))
+    assert len([line for line in ax.get_lines() if len(line.get_xdata()) == 3]) == 3 * 3
+    assert "position-preserving null (BA of TR i vs NWP of TR j)" in _legend_texts(ax)
+
+
+def test_effect_intervals_numeric_and_categorical_x():
+    est = pd.DataFrame({"t": [10, 60, 10, 60], "estimate": [0.1, 0.2, -0.1, 0.0], "ci_low": [0.0, 0.1, -0.3, -0.1],
+                        "ci_high": [0.2, 0.3, 0.1, 0.1], "readout": ["NWP", "NWP", "NWP (logit lens)", "NWP (logit lens)"]})
+    ax = plots.effect_intervals(est, "t", hue="readout", palette=plots.TASK_COLORS, ylabel="IoU − null", title="x")
+    assert _legend_texts(ax) == ["NWP", "NWP (logit lens)"] and ax.get_ylabel() == "IoU − null"
+    assert len(ax.containers) == 2                                  # one errorbar container per hue
+    bars = ax.containers[0].lines[2][0].get_segments()              # the CI segments of the first hue
+    np.testing.assert_allclose(sorted(seg[:, 1].min() for seg in bars), [0.0, 0.1])
+    assert any(np.allclose(line.get_ydata(), 0.0) for line in ax.get_lines())    # the no-effect line
+    plt.close("all")
+    cat = pd.DataFrame({"layer_group": list(GROUPS), "estimate": [1.0, 2.0, 3.0], "ci_low": [0.5, 1.0, np.nan],
+                        "ci_high": [1.5, 3.0, np.nan]})
+    ax = plots.effect_intervals(cat, "layer_group", order=list(GROUPS)[::-1], ref=None)
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(GROUPS)[::-1] and ax.get_legend() is None
+
+
 def test_truth_iou_lines():
     df = pd.concat([_iou().assign(task="BA"), _iou().assign(task="NWP")], ignore_index=True)
     ax = plots.truth_iou_lines(df)
@@ -240,6 +268,13 @@ def test_category_bars_by_layer_group_and_method_rows():
 
 
 # ------------------------------------------------------------------------------ chapter 6
+def test_position_profiles_with_the_logit_lens_per_group():
+    rows = [dict(task=task, layer_group=lg, position=pos, share=0.2, **{"smoothed share": 0.2})
+            for task, lg in [("BA", "middle"), ("NWP (logit lens)", "middle"), ("NWP", "any")] for pos in range(3)]
+    ax = plots.position_profiles(pd.DataFrame(rows), {"middle": 5}, "tiny", context=16, threshold=10)
+    assert sorted(_line_labels(ax)) == ["BA, middle (layer 5)", "NWP", "NWP (logit lens), middle (layer 5)"]
+
+
 def test_position_profiles_and_bars():
     rows = []
     for task, lg in [("BA", "early"), ("BA", "middle"), ("BA", "late"), ("NWP", "any"), ("planted truth", "truth")]:
@@ -271,14 +306,30 @@ def test_method_profiles():
 
 
 # ------------------------------------------------------------------------------ chapters 7, 8
-def test_masking_bars():
-    per_tr = pd.DataFrame({"masking": plots.MASKINGS * 2, "nwp_loss": np.arange(8.0)})
-    per_voxel = pd.DataFrame({"masking": plots.MASKINGS * 3, "r": np.linspace(-0.1, 0.2, 12)})
-    fig = plots.masking_bars(per_tr, per_voxel, voxel_set="language")
-    left, right = fig.axes
-    assert len(left.patches) == 4 and len(right.patches) == 4
-    assert [t.get_text() for t in left.get_xticklabels()] == plots.MASKINGS
-    assert right.get_title() == "BA (language voxels) after masking"
+
+def _sweep():
+    rows = []
+    for task in ("ba", "nwp"):
+        for sel in (f"top {task.upper()}", "random same positions", "random anywhere"):
+            for sign in ("abs", "pos"):
+                for k in (1, 2, 7):
+                    for target in ("nwp", "ba_r", "ba_mse"):
+                        rel = -0.01 * k if sel.startswith("top") else 0.0
+                        rows.append(dict(masked_task=task, selection=sel, sign=sign, k=k, target=target,
+                                         relative=rel, rel_ci_low=rel - 0.01, rel_ci_high=rel + 0.01))
+    return pd.DataFrame(rows)
+
+
+def test_masking_sweep_panels():
+    fig = plots.masking_sweep(_sweep(), sign="abs")
+    assert len(fig.axes) == 4
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["masking BA's top words (abs)", "masking NWP's top words (abs)"] * 2
+    assert fig.axes[0].get_ylabel() == "NWP cross-entropy: % change" and fig.axes[2].get_ylabel() == \
+        "BA r over the TRs: % change"
+    assert _legend_texts(fig.axes[0]) == plots.SELECTION_ORDER
+    top = fig.axes[0].containers[0].lines[0]                        # the top words' points, in %
+    np.testing.assert_allclose(top.get_ydata(), [-1.0, -2.0, -7.0])
 
 
 def test_condition_profiles():

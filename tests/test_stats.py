@@ -112,6 +112,20 @@ def test_paired_difference_detects_a_planted_effect_and_not_a_null():
     assert not mc["exact"] and mc["p_min"] == pytest.approx(1 / 1000) and mc["p"] == pytest.approx(1 / 1000)
 
 
+def test_ratio_of_means_by_hand_and_its_interval():
+    res = St.ratio_of_means([2, 4, 6, 8], [1, 1, 2, 2], [0, 0, 1, 1])
+    assert res["n_blocks"] == 2 and res["mean_a"] == pytest.approx(5) and res["mean_b"] == pytest.approx(1.5)
+    assert res["ratio"] == pytest.approx(5 / 1.5)                      # block means (3, 7) / (1, 2)
+    assert 3.0 <= res["ci_low"] <= res["ci_high"] <= 3.5              # resamples: 3, 7/2, or 10/3
+    rng = np.random.default_rng(0)
+    b = rng.uniform(0.5, 1.5, 60)
+    planted = St.ratio_of_means(2 * b * rng.uniform(0.9, 1.1, 60), b, np.arange(60))
+    assert 1.9 < planted["ci_low"] < planted["ratio"] < planted["ci_high"] < 2.1 and planted["p"] < 0.01
+    one = St.ratio_of_means([1, 2], [1, 1], [0, 0])
+    assert one["ratio"] == pytest.approx(1.5) and np.isnan(one["ci_low"])
+    assert np.isnan(St.ratio_of_means([1.0], [0.0], [0])["ratio"])    # no positive denominator
+
+
 def test_blocks_not_trs_are_the_unit():
     """Copies of a unit add no evidence: 3 blocks of 100 identical TRs cannot give p < 0.25, where a TR-level
     t test calls the same data overwhelmingly significant; and on dependent null data the TR-level test's
@@ -205,14 +219,24 @@ def test_compare_auc_blocks_finds_the_planted_group_only():
     assert {"mean_ba", "mean_nwp", "p_signflip"} <= set(out.columns)
 
 
+def _tr_level_t_tests(auc):
+    """The test the book used to run: a paired t test across TRs per (layer group, subject), BH over all."""
+    wide = auc.pivot_table(index=["layer_group", "subject", "tr"], columns="task", values="auc").reset_index()
+    rows = [dict(layer_group=g, subject=s, n=len(d), p=scipy.stats.ttest_rel(d["ba"], d["nwp"]).pvalue)
+            for (g, s), d in wide.groupby(["layer_group", "subject"])]
+    out = pd.DataFrame(rows)
+    out["p_bh"] = scipy.stats.false_discovery_control(out["p"].to_numpy(), method="bh")
+    return out
+
+
 def test_compare_auc_blocks_is_stricter_than_the_tr_level_test():
     """A text drift that lasts a window (24 TRs) and is shared by every subject, with NWP identical across
-    subjects, and no planted BA - NWP difference: the TR-level paired t test (analysis.compare_auc) calls the
+    subjects, and no planted BA - NWP difference: the TR-level paired t test (the one the book used to run) calls the
     early group significant in every subject; the block tests do not. The subject-level test does too:
     it treats the text as fixed, and the drift's mean over this text is not 0 (hence the third level)."""
     drift = np.tile([2.2, -0.6], 6)                  # 12 stretches of 24 TRs: mean 0.8, SD 1.5
     auc = _auc_table(seed=5, drift=drift)
-    old = An.compare_auc(auc, by=["layer_group", "subject"])
+    old = _tr_level_t_tests(auc)
     new = St.compare_auc_blocks(auc, span=24, n_resamples=2000)
     early_old = old[old.layer_group == "early"]
     early_new = new[new.layer_group == "early"].set_index("level")

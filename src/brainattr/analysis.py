@@ -9,8 +9,8 @@ TR and window word) and never runs a model, so each is tested on small hand-made
 - **IoU** (Fig. 2) of the BA and NWP sets of the same TR, against the IoU that random sets of the
   same sizes would have (:func:`overlap`; the chance level is exact, from the hypergeometric law).
 - **Spread** (Fig. 3): how many words each threshold needs, and the area under that curve
-  (:func:`spread`, :func:`spread_auc`), compared between BA and NWP with a two-sided paired
-  t-test across TRs and Benjamini-Hochberg correction (:func:`compare_auc`).
+  (:func:`spread`, :func:`spread_auc`); BA and NWP are compared with tests at independent units
+  (:func:`brainattr.stats.compare_auc_blocks`), not across overlapping TR windows.
 - **Linguistic categories** (Fig. 4): the share of semantic, syntactic and discourse words that
   BA only, NWP only, or both mark as important (:func:`word_categories`, :func:`category_shares`).
 - **Positions** (Fig. 5): where the important words sit, counted back from the most recent word
@@ -158,40 +158,6 @@ def spread_auc(sizes, normalize=False):
 
     return sizes.groupby(keys, sort=True).apply(area, include_groups=False).rename("auc").reset_index()
 
-
-def compare_auc(auc, by=(), a="ba", b="nwp", column="task"):
-    """Two-sided paired t-test of AUC between two tasks across TRs, per group, BH-corrected.
-
-    Parameters
-    ----------
-    auc : pandas.DataFrame
-        Output of :func:`spread_auc` with a ``tr`` column, the ``column`` naming the task, and the
-        grouping columns ``by`` (e.g. ``["subject", "layer_group"]``).
-    by : sequence of str
-    a, b : str
-        The two values of ``column`` compared (differences are ``a - b``).
-    column : str
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per group: ``n`` (paired TRs), ``mean_<a>``, ``mean_<b>``, ``mean_difference``,
-        ``t``, ``p``, ``p_bh`` (Benjamini-Hochberg over the groups), ``cohen_dz``.
-    """
-    by = list(by)
-    index = by + ["tr"]
-    wide = auc.pivot_table(index=index, columns=column, values="auc").dropna(subset=[a, b]).reset_index()
-    rows = []
-    for key, g in (wide.groupby(by, sort=True) if by else [((), wide)]):
-        diff = g[a] - g[b]
-        res = scipy.stats.ttest_rel(g[a], g[b])
-        sd = diff.std(ddof=1)
-        rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "n": len(g),
-                     f"mean_{a}": g[a].mean(), f"mean_{b}": g[b].mean(), "mean_difference": diff.mean(),
-                     "t": res.statistic, "p": res.pvalue, "cohen_dz": diff.mean() / sd if sd > 0 else np.nan})
-    out = pd.DataFrame(rows)
-    out["p_bh"] = scipy.stats.false_discovery_control(out["p"].fillna(1.0).to_numpy(), method="bh")
-    return out
 
 
 def expected_random_iou(n, k1, k2):
@@ -411,7 +377,7 @@ def planted_table(table, truth):
     return merged
 
 
-__all__ = ["planted_table", "THRESHOLDS", "CATEGORIES", "words_needed", "important_words", "spread", "spread_auc", "compare_auc",
+__all__ = ["planted_table", "THRESHOLDS", "CATEGORIES", "words_needed", "important_words", "spread", "spread_auc",
            "expected_random_iou", "overlap", "word_categories", "category_shares", "positional_profile",
            "center_of_mass"]
 

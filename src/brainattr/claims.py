@@ -1,8 +1,9 @@
-"""The paper's claims, in one cited table, and the chapters' "paper vs this run" tables built from it.
+"""The paper's claims, in one cited table: the paper's side of every chapter's "paper vs this run" table.
 
 Every number of Proietti, Capobianco & Toneva (2025, arXiv 2510.12355) that a chapter compares
 with lives in ``paper_claims.csv`` (shipped with the package): one row per claim, with the
-paper's statement, its number or range where it gives one, the units, where in the paper it is
+paper's statement, its number or range where it gives one (in ``units``), the paper's
+``direction`` of the chapter's ``estimate`` relative to its ``null``, where in the paper it is
 (``source``) and how far the project's reference notes support it (``support``, ``verified``:
 the paper's body could not be read directly, so every value is second-hand). Chapters name
 claims by id and never type the paper's numbers:
@@ -10,9 +11,11 @@ claims by id and never type the paper's numbers:
 >>> from brainattr import claims
 >>> claims.value("iou-t10")
 0.16
->>> claims.table([("iou-t10", "0.150 (chance 0.010)", claims.verdict(True))])  # doctest: +SKIP
+>>> claims.paper_range("iou-chance-t60-80"), claims.direction("spread-early")
+((1.5, 2.0), 'less')
 
-A chapter's verdict logic (what "same direction" means for each claim) stays in the chapter.
+The verdict itself is :func:`brainattr.stats.verdict`, the one rule; chapters get it through
+:func:`brainattr.pipeline.verdict_table`, which reads the paper's range and direction from here.
 """
 from __future__ import annotations
 
@@ -28,14 +31,17 @@ CSV = "paper_claims.csv"
 REQUIRED = ("claim_id", "chapter", "figure", "claim", "paper", "statement", "source", "support", "verified")
 #: Columns holding the paper's numbers (empty where the claim is qualitative).
 NUMBERS = ("value", "low", "high")
-#: Columns of a chapter's comparison table (:func:`table`).
-TABLE_COLUMNS = ["claim", "paper", "this run", "verdict", "in the paper"]
+#: Text columns that may be empty: the numbers' units, the paper's direction ("greater", "less" or empty),
+#: what the chapter's estimate is and the null it is compared with.
+OPTIONAL_TEXT = ("units", "direction", "estimate", "null")
+#: The values ``direction`` may take (empty: the paper states none).
+DIRECTIONS = ("greater", "less")
 
 
 @functools.lru_cache(maxsize=1)
 def _read() -> pd.DataFrame:
     text = resources.files("brainattr").joinpath(CSV).read_text(encoding="utf-8")
-    df = pd.read_csv(io.StringIO(text), comment="#", dtype={c: str for c in REQUIRED + ("units",)},
+    df = pd.read_csv(io.StringIO(text), comment="#", dtype={c: str for c in REQUIRED + OPTIONAL_TEXT},
                      keep_default_na=False, na_values={c: [""] for c in NUMBERS})
     df["chapter"] = df["chapter"].astype(int)
     for c in NUMBERS:
@@ -57,7 +63,8 @@ def paper_claims(chapter=None) -> pd.DataFrame:
         Columns ``claim_id``, ``chapter`` (int), ``figure`` (the paper's figure or appendix),
         ``claim`` (short label), ``paper`` (the paper's statement, short, as the chapters show it),
         ``value``, ``low``, ``high`` (float, NaN where the paper gives none), ``units``,
-        ``statement`` (the claim in a sentence), ``source`` (where in arXiv 2510.12355),
+        ``direction`` (``"greater"``, ``"less"`` or ``""``), ``estimate`` and ``null`` (what a
+        chapter measures and compares it with), ``statement`` (the claim in a sentence), ``source`` (where in arXiv 2510.12355),
         ``support`` (where the project's reference notes state it) and ``verified`` (how far
         they support it).
     """
@@ -101,33 +108,22 @@ def value(claim_id, which="value") -> float:
     return float(number)
 
 
-def verdict(agrees) -> str:
-    """The chapters' verdict for a claim checked by one condition: ``"same direction"`` or ``"differs"``."""
-    return "same direction" if agrees else "differs"
+def paper_range(claim_id) -> tuple:
+    """The paper's stated range for a claim, as ``(low, high)``; None for an end it does not state.
 
-
-def table(rows) -> pd.DataFrame:
-    """A chapter's "paper vs this run" table: the paper's side read from the cited table.
-
-    Parameters
-    ----------
-    rows : sequence of tuples
-        ``(claim_id, this_run, verdict)`` or ``(claim_id, this_run, verdict, label)``:
-        ``claim_id`` names a row of :func:`paper_claims` (or is a tuple of ids shown as one row,
-        their ``paper`` texts joined by "; "); ``this_run`` is the run's number as text;
-        ``label`` replaces the claim's label (e.g. when the chapter's threshold is a parameter).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``claim``, ``paper``, ``this run``, ``verdict`` and ``in the paper`` (the claim's
-        figure or appendix), one row per entry of ``rows``.
+    A single number is its own range (``(v, v)``); "> 0.8" is ``(0.8, None)``; a claim without a
+    number gives ``(None, None)``. This is what :func:`brainattr.stats.verdict` compares the CI with.
     """
-    out = []
-    for row in rows:
-        ids, this_run, verdict_, *label = row
-        ids = (ids,) if isinstance(ids, str) else tuple(ids)
-        found = [claim(i) for i in ids]
-        out.append((label[0] if label else found[0]["claim"], "; ".join(c["paper"] for c in found), this_run,
-                    verdict_, "; ".join(dict.fromkeys(c["figure"] for c in found))))
-    return pd.DataFrame(out, columns=TABLE_COLUMNS)
+    row = claim(claim_id)
+    low, high = (None if pd.isna(row[c]) else float(row[c]) for c in ("low", "high"))
+    if low is None and high is None and not pd.isna(row["value"]):
+        low = high = float(row["value"])
+    return low, high
+
+
+def direction(claim_id):
+    """The paper's direction of the chapter's estimate relative to its null: ``"greater"``, ``"less"`` or None."""
+    found = str(claim(claim_id)["direction"]).strip()
+    if found and found not in DIRECTIONS:
+        raise ValueError(f"claim {claim_id!r}: direction {found!r} in {CSV} is not one of {DIRECTIONS}.")
+    return found or None

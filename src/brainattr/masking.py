@@ -227,51 +227,6 @@ def masked_scores(prediction, dataset, encoding, trs, voxels):
     return pearson_r(measured[:, voxels], prediction[:, voxels])
 
 
-def masking_check(lm, dataset, encoding, layer, ba_table, nwp_table, threshold=0.01, context=80, pooling="last",
-                  voxel_set="language", seed=0, progress=False):
-    """The paper's Appendix C for one subject and layer, with the random-word control.
-
-    Parameters
-    ----------
-    lm, dataset, encoding, layer, context, pooling
-        As for :func:`evaluate_windows`.
-    ba_table, nwp_table : pandas.DataFrame or datasets.Dataset
-        GxI tables of the two tasks for the same TRs.
-    threshold : float
-        Important-word threshold of the masked set (paper: 0.01, "the top 1 %").
-    voxel_set : str or array of bool
-        Voxels whose r is reported (:func:`brainattr.attribution.voxel_mask`).
-    seed : int
-
-    Returns
-    -------
-    per_tr : pandas.DataFrame
-        One row per (masking, TR): ``masking`` in ``"none"``, ``"top BA"``, ``"top NWP"``,
-        ``"random"``; ``nwp_loss``; ``n_masked``.
-    per_voxel : pandas.DataFrame
-        One row per (masking, voxel): ``r`` over the attributed TRs.
-    """
-    if not isinstance(dataset, Dataset):
-        raise TypeError("dataset must be a brainattr.schema.Dataset.")
-    ba = ba_table.to_pandas() if hasattr(ba_table, "to_pandas") else ba_table
-    trs = np.intersect1d(ba["tr"].unique(), (nwp_table.to_pandas() if hasattr(nwp_table, "to_pandas")
-                                             else nwp_table)["tr"].unique())
-    vox = voxel_mask(voxel_set, dataset, encoding)
-    top_ba = masked_words(ba_table, threshold)
-    top_nwp = masked_words(nwp_table, threshold)
-    rand = random_words(ba, {tr: len(top_ba[tr]) for tr in top_ba}, seed=seed)
-    plans = {"none": {}, "top BA": top_ba, "top NWP": top_nwp, "random": rand}
-    per_tr, per_voxel = [], []
-    for k, (name, selected) in enumerate(plans.items()):
-        reps = random_replacements(dataset.stimulus, {tr: selected[tr] for tr in trs if tr in selected},
-                                   seed=seed + k)
-        pred, loss = evaluate_windows(lm, dataset, encoding, layer, trs, context, pooling, reps, progress=progress)
-        per_tr.append(pd.DataFrame({"masking": name, "tr": trs, "nwp_loss": loss,
-                                    "n_masked": [len(reps.get(int(t), {})) for t in trs]}))
-        per_voxel.append(pd.DataFrame({"masking": name, "voxel": np.flatnonzero(vox),
-                                       "r": masked_scores(pred, dataset, encoding, trs, vox)}))
-    return pd.concat(per_tr, ignore_index=True), pd.concat(per_voxel, ignore_index=True)
-
 
 # ---------------------------------------------------------------- the fair sweep (review point 9)
 #: The paper's "top 1 %" as a number of words: 1 % of a 640-word context plus the ~16 words of the
@@ -629,5 +584,5 @@ def masking_sweep(lm, dataset, encoding, layer, ba_table, nwp_table, ks=(1, 2, 4
 
 
 __all__ = ["evaluate_windows", "random_replacements", "masked_words", "random_words", "masked_scores",
-           "masking_check", "PAPER_K", "SIGNS", "TARGETS", "SELECTIONS", "top_k_words", "same_position_words",
+           "PAPER_K", "SIGNS", "TARGETS", "SELECTIONS", "top_k_words", "same_position_words",
            "tr_blocks", "bootstrap_counts", "masking_plans", "masking_sweep"]

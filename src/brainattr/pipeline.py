@@ -11,6 +11,16 @@ pipeline in one place and rerun it on other data.
 - :func:`attribute_layers`: BA for every layer and subject, NWP once; one long table.
 - :func:`gxi_and_ig`: a few TRs of one subject re-attributed with GxI and IG (Appendix E).
 - :func:`method_agreement`: how far GxI and IG agree on those TRs.
+- :func:`logit_lens_tables`: NWP read out at each analysed layer (the logit lens), beside the
+  final-layer NWP of :func:`chapter_tables` (chapters 4-6).
+- :func:`block_means`: per-TR quantities averaged over subjects and layers, with CIs over blocks of
+  text whose windows share no word (the unit of every chapter's verdict).
+- :func:`iou_against_nulls`: Fig. 2's IoU with the uniform and the position-preserving chance level.
+- :func:`category_marks`, :func:`position_summary`: Fig. 4's and Fig. 5's quantities per TR.
+- :func:`masking_effects`: chapter 7's fair masking sweep (all ``k`` by magnitude, a few by sign).
+- :func:`verdict_table`: every chapter's "paper vs this run" table, each verdict from
+  :func:`brainattr.stats.verdict` with the paper's range and direction read from
+  :mod:`brainattr.claims`.
 - :func:`condition_tables`, :func:`compare_conditions`: chapter 8's controls (another model,
   another context length).
 """
@@ -23,7 +33,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .analysis import center_of_mass, overlap, word_weights
+from . import claims, stats
+from .analysis import center_of_mass, important_words, overlap, word_weights
 from .attribution import COLUMNS, AttributionSettings, attribute, evenly_spaced, held_out_trs
 from .data import load_dataset
 from .encoding import best_layers, encode_subjects, layer_grid
@@ -32,6 +43,8 @@ from .lm import load_model, with_precision
 
 #: Layer groups of the paper's Appendix B, in depth order.
 LAYER_GROUPS = ("early", "middle", "late")
+#: The ``task`` of NWP read out at the analysed layer (:func:`logit_lens_tables`).
+LENS_TASK = "nwp_lens"
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,6 +343,245 @@ def chapter_tables(dataset="builtin", model="smollm2-135m", subjects=("sub-01",)
                          n_trs=n_trs, fold=fold, layer_scores=layer_scores)
 
 
+def logit_lens_tables(ch, methods=("gxi",), progress=False):
+    """NWP read out at each of the chapter's layers (the logit lens), shaped like ``ch.gxi``.
+
+    :func:`chapter_tables` attributes NWP as the whole model's next-word loss (the final readout):
+    the same scalar, hence the same table, for every layer group. The paper reports NWP's spread
+    changing with depth, which needs an NWP of the layer: here the final norm and the LM head read
+    layer L's hidden states (``AttributionSettings(nwp_readout="logit_lens")``), for the same
+    subjects, layers and TRs. The BA tables are those of ``ch`` (read from the store, not
+    recomputed); only NWP is attributed, through blocks 1..L.
+
+    Parameters
+    ----------
+    ch : ChapterTables
+    methods : tuple of str
+        Attribution methods (GxI only keeps the cost low).
+    progress : bool
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of ``ch.tables``, ``task`` = :data:`LENS_TASK`, one row per (subject, layer,
+        method, TR, window word).
+    """
+    settings = ch.settings.replace(nwp_readout="logit_lens", methods=tuple(methods))
+    out = attribute_layers(ch.lm, ch.data, list(ch.groups.values()), settings=settings, n_trs=ch.n_trs, fold=ch.fold,
+                           inner_folds=ch.inner_folds, progress=progress)
+    out = out[out["task"] == "nwp"].assign(task=LENS_TASK).reset_index(drop=True)
+    out["layer_group"] = out["layer"].map({layer: g for g, layer in ch.groups.items()})
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Estimates with the right unit: blocks of text
+# --------------------------------------------------------------------------------------------
+#: Columns of :func:`block_means`.
+BLOCK_COLUMNS = ["quantity", "estimate", "ci_low", "ci_high", "p", "n_blocks", "n_trs"]
+
+
+def block_means(per_tr, values=(), span=1, by=(), ratios=None, n_resamples=10000, seed=0):
+    """Means of per-TR quantities with 95 % CIs whose unit is a block of text, not a TR or a subject.
+
+    For each group of ``by``, the rows of each TR are averaged first (over subjects, layer groups,
+    thresholds: whatever else the rows differ by), because every subject read the same text and
+    NWP is the same for all of them. The TRs are then put in blocks whose windows share no word
+    (:func:`brainattr.stats.independent_blocks` with ``span``; TRs too close to a kept one are left
+    out), and each quantity's mean gets the block bootstrap CI and sign-flip ``p`` of
+    :func:`brainattr.stats.paired_difference` (against 0: make a difference column first to test
+    a difference). A ratio of two means gets :func:`brainattr.stats.ratio_of_means`.
+
+    Parameters
+    ----------
+    per_tr : pandas.DataFrame
+        One row per (..., ``tr``) with numeric columns.
+    values : sequence of str
+        Columns whose mean is estimated.
+    span : int or pandas.DataFrame
+        Window span in TRs, or an attribution table to measure it from
+        (:func:`brainattr.stats.window_span`).
+    by : sequence of str
+        One estimate per group of these columns.
+    ratios : dict of str -> (str, str), optional
+        Name -> (numerator column, denominator column): the ratio of their means.
+    n_resamples, seed
+        See :func:`brainattr.stats.paired_difference`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (group, quantity): the ``by`` columns and :data:`BLOCK_COLUMNS`
+        (``quantity``: the column or ratio name; ``estimate``; ``ci_low``, ``ci_high``; ``p``
+        against 0, or against a ratio of 1; ``n_blocks``, the independent units; ``n_trs``, the
+        TRs in them).
+    """
+    by, values, ratios = list(by), list(values), dict(ratios or {})
+    if isinstance(span, pd.DataFrame) or hasattr(span, "to_pandas"):
+        span = stats.window_span(span)
+    needed = list(dict.fromkeys(values + [c for pair in ratios.values() for c in pair]))
+    rows = []
+    for key, g in per_tr.groupby(by, sort=True) if by else [((), per_tr)]:
+        key = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        t = g.groupby("tr")[needed].mean()
+        blocks = stats.independent_blocks(t.index.to_numpy(), span)
+        for v in values:
+            res = stats.paired_difference(t[v].to_numpy(), np.zeros(len(t)), blocks, n_resamples=n_resamples,
+                                          seed=seed)
+            rows.append({**key, "quantity": v, "estimate": res["mean_difference"], "ci_low": res["ci_low"],
+                         "ci_high": res["ci_high"], "p": res["p"], "n_blocks": res["n_blocks"],
+                         "n_trs": res["n_units"]})
+        for name, (num, den) in ratios.items():
+            res = stats.ratio_of_means(t[num].to_numpy(), t[den].to_numpy(), blocks, n_resamples=n_resamples,
+                                       seed=seed)
+            rows.append({**key, "quantity": name, "estimate": res["ratio"], "ci_low": res["ci_low"],
+                         "ci_high": res["ci_high"], "p": res["p"], "n_blocks": res["n_blocks"],
+                         "n_trs": res["n_units"]})
+    return pd.DataFrame(rows, columns=by + BLOCK_COLUMNS)
+
+
+def iou_against_nulls(tables, thresholds, by=("subject", "layer_group"), nwp_task="nwp", span=None, n_resamples=10000,
+                      seed=0):
+    """Fig. 2: IoU of the BA and NWP important words, with both chance levels and CIs over text blocks.
+
+    Per group of ``by`` (one subject and layer), :func:`brainattr.stats.position_preserving_iou`
+    gives each TR's IoU, the uniform chance level (random sets of the same sizes) and the
+    position-preserving one (BA's set of TR i against NWP's set of a TR j whose window shares no
+    word, compared by position). Then, per threshold, :func:`block_means` over the TRs (averaged
+    over the groups first): the IoU, both nulls, the IoU minus the position-preserving null, and
+    the ratio of the IoU to each null.
+
+    Parameters
+    ----------
+    tables : pandas.DataFrame
+        Long GxI table (``ChapterTables.gxi``, possibly with :func:`logit_lens_tables` rows).
+    thresholds : sequence of float
+    by : sequence of str
+    nwp_task : str
+        ``"nwp"`` (the final readout) or :data:`LENS_TASK`.
+    span : int or None
+        Window span in TRs (default: :func:`brainattr.stats.window_span` of ``tables``).
+    n_resamples, seed
+        See :func:`block_means`.
+
+    Returns
+    -------
+    per_tr : pandas.DataFrame
+        One row per (group, threshold, TR): the ``by`` columns, ``threshold``, ``tr``, ``iou``,
+        ``random_iou`` (uniform null), ``position_null_iou``, ``difference`` (``iou -
+        position_null_iou``); TRs without a null partner are dropped.
+    summary : pandas.DataFrame
+        One row per threshold: ``threshold``, ``iou`` with ``iou_ci_low``, ``iou_ci_high``;
+        ``random_iou``, ``position_null_iou``; ``difference`` with ``ci_low``, ``ci_high``,
+        ``p``; ``ratio`` (IoU / position-preserving null) with ``ratio_ci_low``,
+        ``ratio_ci_high``; ``uniform_ratio`` (IoU / uniform null); ``n_blocks``, ``n_trs``.
+    """
+    by = list(by)
+    span = stats.window_span(tables) if span is None else int(span)
+    per_tr = []
+    for key, g in tables.groupby(by, sort=True):
+        _, p = stats.position_preserving_iou(g[g["task"] == "ba"], g[g["task"] == nwp_task], thresholds, span=span,
+                                             n_resamples=200, seed=seed, return_per_tr=True)
+        per_tr.append(p.assign(**dict(zip(by, key if isinstance(key, tuple) else (key,)))))
+    per_tr = pd.concat(per_tr, ignore_index=True).rename(columns={"observed_iou": "iou", "uniform_null_iou": "random_iou"})
+    per_tr = per_tr.dropna(subset=["position_null_iou"])
+    per_tr["difference"] = per_tr["iou"] - per_tr["position_null_iou"]
+    per_tr = per_tr[by + ["threshold", "tr", "iou", "random_iou", "position_null_iou", "difference"]]
+    est = block_means(per_tr, ["iou", "random_iou", "position_null_iou", "difference"], span, by=["threshold"],
+                      ratios={"ratio": ("iou", "position_null_iou"), "uniform_ratio": ("iou", "random_iou")},
+                      n_resamples=n_resamples, seed=seed).set_index(["threshold", "quantity"])
+    rows = []
+    for th in sorted(per_tr["threshold"].unique()):
+        e = est.loc[th]
+        rows.append(dict(threshold=th, iou=e.loc["iou", "estimate"], iou_ci_low=e.loc["iou", "ci_low"],
+                         iou_ci_high=e.loc["iou", "ci_high"], random_iou=e.loc["random_iou", "estimate"],
+                         position_null_iou=e.loc["position_null_iou", "estimate"],
+                         difference=e.loc["difference", "estimate"], ci_low=e.loc["difference", "ci_low"],
+                         ci_high=e.loc["difference", "ci_high"], p=e.loc["difference", "p"],
+                         ratio=e.loc["ratio", "estimate"], ratio_ci_low=e.loc["ratio", "ci_low"],
+                         ratio_ci_high=e.loc["ratio", "ci_high"], uniform_ratio=e.loc["uniform_ratio", "estimate"],
+                         n_blocks=e.loc["iou", "n_blocks"], n_trs=e.loc["iou", "n_trs"]))
+    return per_tr, pd.DataFrame(rows)
+
+
+def category_marks(ba, nwp, categories, thresholds=(0.10, 0.60, 0.80), how="abs"):
+    """Fig. 4 per TR: the share of each category's window words that BA, NWP, both or one only mark.
+
+    The per-TR version of :func:`brainattr.analysis.category_shares` (which pools over TRs), so
+    that :func:`block_means` can put CIs on it. Shares are in % of the category's words in the
+    TR's window; TRs whose window holds no word of a category are left out for it.
+
+    Parameters
+    ----------
+    ba, nwp : pandas.DataFrame
+        Attribution tables of the two tasks (same TRs and windows).
+    categories : pandas.DataFrame of bool
+        :func:`brainattr.analysis.word_categories`, indexed by stimulus word.
+    thresholds : sequence of float
+    how : {"abs", "positive"}
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (threshold, category, TR): ``threshold``, ``category``, ``tr``, ``n_words``
+        (the category's words in the window), ``BA marks``, ``NWP marks``, ``both``, ``BA only``,
+        ``NWP only`` (%).
+    """
+    ba_w = word_weights(ba, how)[["tr", "word_index"]]
+    base = ba_w[ba_w["tr"].isin(word_weights(nwp, how)["tr"].unique())]
+    sets = {name: important_words(t, thresholds, how)[["threshold", "tr", "word_index"]]
+            for name, t in (("ba", ba), ("nwp", nwp))}
+    rows = []
+    for th in thresholds:
+        df = base.copy()
+        for name, s in sets.items():
+            keys = set(zip(s.loc[np.isclose(s["threshold"], th), "tr"], s.loc[np.isclose(s["threshold"], th),
+                                                                               "word_index"]))
+            df[name] = [(tr, w) in keys for tr, w in zip(df["tr"], df["word_index"])]
+        for cat in categories.columns:
+            d = df[categories[cat].to_numpy()[df["word_index"].to_numpy()]]
+            g = d.assign(both=d["ba"] & d["nwp"], ba_only=d["ba"] & ~d["nwp"], nwp_only=~d["ba"] & d["nwp"]).groupby("tr")
+            part = 100 * g[["ba", "nwp", "both", "ba_only", "nwp_only"]].mean()
+            part.columns = ["BA marks", "NWP marks", "both", "BA only", "NWP only"]
+            rows.append(part.assign(n_words=g.size()).reset_index().assign(threshold=th, category=cat))
+    out = pd.concat(rows, ignore_index=True)
+    return out[["threshold", "category", "tr", "n_words", "BA marks", "NWP marks", "both", "BA only", "NWP only"]]
+
+
+def position_summary(table, threshold=0.10, edge=5, how="abs"):
+    """Fig. 5 per TR: recency, primacy and centre of mass of one attribution table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One task's attribution table (one subject and layer).
+    threshold : float
+        The important-word threshold t.
+    edge : int
+        How many positions count as the most recent and as the oldest words.
+    how : {"abs", "positive"}
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per TR: ``tr``, ``n_words`` (window length), ``recent`` and ``oldest`` (% of the
+        TR's important words at positions ``0..edge-1`` and at the window's ``edge`` oldest
+        positions), ``even`` (% an even spread would put in ``edge`` positions, ``100 * edge /
+        n_words``), ``com`` (centre of mass over all window words, in words back) and
+        ``com_important`` (over the important words only).
+    """
+    words = word_weights(table, how)
+    n_words = words.groupby("tr").size().rename("n_words")
+    imp = important_words(table, [threshold], how).merge(n_words.reset_index(), on="tr")
+    flags = imp.assign(recent=imp["position"] < edge, oldest=imp["position"] >= imp["n_words"] - edge)
+    shares = 100 * flags.groupby("tr")[["recent", "oldest"]].mean()
+    out = pd.concat([n_words, shares], axis=1).reset_index()
+    out["even"] = 100 * edge / out["n_words"]
+    out["com"] = center_of_mass(table, how=how).reindex(out["tr"]).to_numpy()
+    out["com_important"] = center_of_mass(table, threshold=threshold, how=how).reindex(out["tr"]).to_numpy()
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Appendix E: GxI against IG on a few TRs
 # --------------------------------------------------------------------------------------------
@@ -422,6 +674,143 @@ def method_agreement(tables, threshold=0.1, tasks=("ba", "nwp")):
             rows.append(dict(task=task.upper(), tr=tr, spearman=spearmanr(d["gxi"], d["ig"]).statistic,
                              iou_top10=top.loc[tr, "iou"], chance_top10=top.loc[tr, "random_iou"]))
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 7: the fair masking sweep
+# --------------------------------------------------------------------------------------------
+def masking_effects(lm, dataset, encoding, layer, ba_table, nwp_table, trs, ks=(1, 2, 4, 7, 8), signed_ks=(7,),
+                    context=80, pooling="last", voxel_set="language", n_boot=1000, seed=0, progress=False):
+    """Chapter 7's masking check: :func:`brainattr.masking.masking_sweep` by magnitude at every ``k``, by sign at a few.
+
+    Masking by magnitude (``"abs"``) runs for every ``k`` of ``ks``; masking the most positive and
+    the most negative words (``"pos"``, ``"neg"``) only for ``signed_ks``, which keeps the number
+    of passes over the windows (the cost) down: about ``1 + 5 len(ks) + 10 len(signed_ks)``. The
+    bootstrap resamples blocks of TRs (:func:`brainattr.masking.tr_blocks`: a block starts at the
+    first TR whose window shares no word with the block's first TR), so no masked TR is left out;
+    TRs farther apart than a window, as in the book's default, are each a block of their own.
+
+    Parameters
+    ----------
+    lm, dataset, encoding, layer, context, pooling, voxel_set, seed
+        As for :func:`brainattr.masking.masking_sweep` (one subject).
+    ba_table, nwp_table : pandas.DataFrame
+        That subject's GxI tables of the layer.
+    trs : array of int
+        The TRs masked (a subset of the tables' TRs).
+    ks, signed_ks : sequence of int
+        Words masked per TR, by magnitude and by sign.
+    n_boot : int
+    progress : bool
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`brainattr.masking.masking_sweep`'s summary, the rows of both sweeps.
+    """
+    from . import masking
+
+    trs = np.asarray(sorted(int(t) for t in trs))
+    ba = ba_table[ba_table["tr"].isin(trs)]
+    nwp = nwp_table[nwp_table["tr"].isin(trs)]
+    kw = dict(context=context, pooling=pooling, voxel_set=voxel_set, n_boot=n_boot, blocks="windows", seed=seed,
+              progress=progress)
+    parts = [masking.masking_sweep(lm, dataset, encoding, layer, ba, nwp, ks=list(ks), signs=("abs",), **kw)]
+    if len(signed_ks):
+        parts.append(masking.masking_sweep(lm, dataset, encoding, layer, ba, nwp, ks=list(signed_ks),
+                                           signs=("pos", "neg"), **kw))
+    return pd.concat(parts, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# "Paper vs this run": one verdict rule
+# --------------------------------------------------------------------------------------------
+#: Columns of :func:`verdict_table`.
+VERDICT_COLUMNS = ["claim", "paper", "paper_low", "paper_high", "direction", "estimate", "ci_low", "ci_high", "null",
+                   "null used", "n_blocks", "verdict", "units", "in the paper"]
+
+
+def verdict_table(rows):
+    """A chapter's "paper vs this run" table: every verdict from :func:`brainattr.stats.verdict`.
+
+    For each row, the paper's stated range (:func:`brainattr.claims.paper_range`) and direction
+    (:func:`brainattr.claims.direction`) are read from the one table of the paper's claims, and
+    :func:`brainattr.stats.verdict` compares them with this run's estimate and 95 % CI:
+    "reproduced" when the CI overlaps the paper's range, "same direction" when the estimate lies
+    on the paper's side of the null and the CI excludes the null, "not reproduced" otherwise,
+    "not comparable" where the paper gives neither a number nor a direction (or this run has no
+    CI). No chapter writes a verdict by hand.
+
+    Parameters
+    ----------
+    rows : sequence of tuples
+        ``(claim_id, estimate, null)`` or ``(claim_id, estimate, null, label)``: ``estimate`` is a
+        mapping with ``estimate`` (or ``mean_difference``), ``ci_low``, ``ci_high`` (and
+        optionally ``n_blocks``), e.g. a row of :func:`block_means` or of
+        :func:`brainattr.stats.compare_auc_blocks`, in the claim's ``units`` (an empty mapping:
+        no estimate, "not comparable"); ``null`` the no-effect value this
+        run compares with (the claim's ``null`` says which); ``label`` replaces the claim's
+        short label (e.g. to name a layer group or a threshold).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`VERDICT_COLUMNS`, one row per entry of ``rows``: the claim, the paper's statement,
+        range (``paper_low``, ``paper_high``; NaN where open) and ``direction``; this run's
+        ``estimate``, ``ci_low``, ``ci_high``, the ``null`` value and what it is (``null used``),
+        ``n_blocks`` (independent units behind the CI), the ``verdict``, the ``units`` and where
+        the claim is in the paper.
+    """
+    out = []
+    for row in rows:
+        claim_id, est, null, *label = row
+        c = claims.claim(claim_id)
+        low, high = claims.paper_range(claim_id)
+        direction = claims.direction(claim_id)
+        values = {k: est.get(k, np.nan) for k in ("estimate", "mean_difference", "ci_low", "ci_high", "n_blocks")}
+        estimate = float(values["estimate"] if "estimate" in est else values["mean_difference"])
+        ci_low, ci_high = float(values["ci_low"]), float(values["ci_high"])
+        null_value = np.nan if null is None else float(null)
+        verdict = stats.verdict(estimate, ci_low, ci_high, low, high,
+                                null=0.0 if null is None else null_value, direction=direction)
+        out.append({"claim": label[0] if label else c["claim"], "paper": c["paper"],
+                    "paper_low": np.nan if low is None else low, "paper_high": np.nan if high is None else high,
+                    "direction": direction or "", "estimate": estimate, "ci_low": ci_low, "ci_high": ci_high,
+                    "null": null_value, "null used": c["null"], "n_blocks": values["n_blocks"], "verdict": verdict,
+                    "units": c["units"], "in the paper": c["figure"]})
+    return pd.DataFrame(out, columns=VERDICT_COLUMNS)
+
+
+def verdict_summary(table):
+    """The verdicts of :func:`verdict_table` in plain words, one Markdown bullet per row.
+
+    Each bullet names the claim, the verdict, this run's estimate with its 95 % CI and the null,
+    and the paper's range or direction, so a chapter states what its numbers show (negative
+    results included) whatever the run.
+
+    Returns
+    -------
+    str
+        Markdown.
+    """
+    def num(x):
+        return "—" if not np.isfinite(x) else f"{x:.3g}"
+
+    lines = []
+    for _, r in table.iterrows():
+        if np.isfinite(r["paper_low"]) or np.isfinite(r["paper_high"]):
+            low, high = r["paper_low"], r["paper_high"]
+            paper = (f"{num(low)}" if low == high else f"{num(low)} to {num(high)}" if np.isfinite(low) and
+                     np.isfinite(high) else f"> {num(low)}" if np.isfinite(low) else f"< {num(high)}")
+        else:
+            paper = f"{r['direction']} than the null" if r["direction"] else "no number"
+        null = num(r["null"])
+        if r["null used"] and r["null used"] != null:
+            null += f", {r['null used']}"
+        lines.append(f"- **{r['claim']}**: {r['verdict']}. This run: {num(r['estimate'])} "
+                     f"[{num(r['ci_low'])}, {num(r['ci_high'])}] ({r['units'] or 'no units'}; null {null}); "
+                     f"the paper: {paper}.")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------

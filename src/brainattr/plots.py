@@ -14,10 +14,11 @@ when ``simulated`` is true (the built-in dataset).
   :func:`ig_paths`, :func:`recovery_boxes`
 - chapter 4 (Fig. 2, Fig. 3): :func:`iou_lines`, :func:`truth_iou_lines`, :func:`spread_panels`,
   :func:`auc_boxes`
+- chapters 4-7, every difference a figure claims: :func:`effect_intervals` (estimates with CIs)
 - chapter 5 (Fig. 4): :func:`category_bars`
 - chapter 6 (Fig. 5, App. F): :func:`position_profiles`, :func:`com_boxes`, :func:`position_bars`,
   :func:`method_profiles`
-- chapter 7 (App. C): :func:`masking_bars`
+- chapter 7 (App. C): :func:`masking_sweep`
 - chapter 8 (App. H, I): :func:`condition_profiles`
 """
 from __future__ import annotations
@@ -28,7 +29,9 @@ import numpy as np
 import pandas as pd
 
 #: Colours of the two tasks (and of the simulation's planted truth) in every figure.
-TASK_COLORS = {"BA": "C0", "NWP": "C3", "planted truth": "0.35"}
+TASK_COLORS = {"BA": "C0", "NWP": "C3", "NWP (logit lens)": "C1", "planted truth": "0.35"}
+#: Display names of the tables' ``task`` values (``"nwp_lens"``: NWP read out at the layer, the logit lens).
+TASK_LABELS = {"ba": "BA", "nwp": "NWP", "nwp_lens": "NWP (logit lens)"}
 #: Fig. 4's groups of marked words, in plotting order.
 MARKED = ["BA only", "both", "NWP only"]
 #: Fig. 4's colours.
@@ -303,6 +306,10 @@ def planted_positions(share, n_trs=100, ax=None):
 def alignment_by_layer(per_subject, model, ax=None):
     """Mean held-out r by layer, language-ROI against control voxels (mean ± SE over subjects).
 
+    The transformer blocks (layers 1..L) are joined by lines; layer 0, the input embeddings, is
+    drawn apart (open diamonds, not joined to the blocks) and named on the x axis: it is not a
+    block and never one of the early / middle / late layers.
+
     Parameters
     ----------
     per_subject : pandas.DataFrame
@@ -318,7 +325,16 @@ def alignment_by_layer(per_subject, model, ax=None):
     import seaborn as sns
 
     ax = _ax(ax, (8, 3.8))
-    sns.lineplot(per_subject, x="layer", y="r", hue="voxels", marker="o", errorbar="se", ax=ax, palette=VOXEL_COLORS)
+    blocks, embeddings = per_subject[per_subject["layer"] > 0], per_subject[per_subject["layer"] == 0]
+    sns.lineplot(blocks, x="layer", y="r", hue="voxels", marker="o", errorbar="se", ax=ax, palette=VOXEL_COLORS)
+    if len(embeddings):
+        stats = embeddings.groupby("voxels")["r"].agg(["mean", "sem"])
+        for voxels, row in stats.iterrows():
+            ax.errorbar(0, row["mean"], yerr=0 if not np.isfinite(row["sem"]) else row["sem"], fmt="D", mfc="none",
+                        capsize=3, color=VOXEL_COLORS.get(voxels), label="_embeddings")
+        ticks = sorted(int(x) for x in per_subject["layer"].unique())
+        ax.set_xticks(ticks, ["0\n(embeddings)" if t == 0 else str(t) for t in ticks])
+        ax.axvline(min(t for t in ticks if t > 0) / 2 if len(ticks) > 1 else 0.5, color="0.8", lw=0.8, ls=":")
     ax.axhline(0, color="0.5", lw=0.8)
     n = per_subject["subject"].nunique()
     ax.set(ylabel="mean held-out r (BA)", title=f"{model}: brain alignment by layer ({n} subjects, mean ± SE)")
@@ -528,7 +544,9 @@ def iou_lines(iou, model, group_order=None, paper_iou=None, simulated=True, ax=N
     ----------
     iou : pandas.DataFrame
         :func:`brainattr.analysis.overlap` rows with ``layer_group`` (and any other keys):
-        ``threshold``, ``tr``, ``iou``, ``random_iou``.
+        ``threshold``, ``tr``, ``iou``, ``random_iou`` (uniform chance) and, when present,
+        ``position_null_iou`` (the chance level that keeps each task's positions,
+        :func:`brainattr.pipeline.iou_against_nulls`).
     model : str
         For the title.
     group_order : list of str, optional
@@ -541,14 +559,17 @@ def iou_lines(iou, model, group_order=None, paper_iou=None, simulated=True, ax=N
     Returns
     -------
     matplotlib.axes.Axes
-        One line per (layer group, sets), sets ``"BA vs NWP"`` and ``"random sets of the same sizes"``.
+        One line per (layer group, sets), sets ``"BA vs NWP"``, ``"random sets of the same sizes"``
+        and (when given) ``"position-preserving null"``.
     """
     import seaborn as sns
 
     df = iou.assign(**{"t (%)": iou["threshold"] * 100})
     keys = [c for c in ("subject", "layer_group", "tr", "t (%)") if c in df]
-    long = df.melt(id_vars=keys, value_vars=["iou", "random_iou"], var_name="sets", value_name="IoU")
-    long["sets"] = long["sets"].map({"iou": "BA vs NWP", "random_iou": "random sets of the same sizes"})
+    names = {"iou": "BA vs NWP", "random_iou": "random sets of the same sizes",
+             "position_null_iou": "position-preserving null (BA of TR i vs NWP of TR j)"}
+    long = df.melt(id_vars=keys, value_vars=[c for c in names if c in df], var_name="sets", value_name="IoU")
+    long["sets"] = long["sets"].map(names)
     ax = _ax(ax, (8, 4))
     sns.lineplot(long, x="t (%)", y="IoU", hue="layer_group", hue_order=group_order, style="sets", marker="o",
                  ms=4, errorbar="se", ax=ax)
@@ -600,7 +621,7 @@ def spread_panels(sizes, groups, axes=None):
     ----------
     sizes : pandas.DataFrame
         :func:`brainattr.analysis.spread` rows with ``layer_group`` and ``task`` (``"BA"``,
-        ``"NWP"``): ``threshold``, ``n_important``.
+        ``"NWP"``, ``"NWP (logit lens)"``: keys of :data:`TASK_COLORS`): ``threshold``, ``n_important``.
     groups : dict of str -> int
         Layer group -> layer, in panel order.
     axes : array of matplotlib Axes, optional
@@ -617,7 +638,7 @@ def spread_panels(sizes, groups, axes=None):
     fig, axes = _axes(axes, len(order), (4 * len(order), 3.4), sharey=True, squeeze=False)
     for ax, lg in zip(np.ravel(axes), order):
         sns.lineplot(df[df.layer_group == lg], x="t (%)", y="n_important", hue="task", marker="o", ms=3,
-                     errorbar="se", ax=ax, palette={"BA": TASK_COLORS["BA"], "NWP": TASK_COLORS["NWP"]})
+                     errorbar="se", ax=ax, palette={t: TASK_COLORS[t] for t in df["task"].unique()})
         ax.set(title=f"{lg} (layer {groups[lg]})", xlabel="threshold t (%)", ylabel="words needed")
         ax.legend(frameon=False)
     sns.despine(fig)
@@ -642,9 +663,63 @@ def auc_boxes(auc, group_order, ax=None):
 
     ax = _ax(ax, (7, 3.4))
     sns.boxplot(auc, x="layer_group", y="auc", hue="task", order=group_order, fliersize=1, ax=ax,
-                palette={"BA": TASK_COLORS["BA"], "NWP": TASK_COLORS["NWP"]})
+                palette={t: TASK_COLORS[t] for t in auc["task"].unique()})
     ax.set(xlabel="layer group", ylabel="AUC of words needed", title="spread per layer group (all subjects)")
     ax.legend(frameon=False)
+    _despine(ax)
+    return ax
+
+
+def effect_intervals(estimates, x, y="estimate", low="ci_low", high="ci_high", hue=None, hue_order=None, order=None,
+                     ref=0.0, palette=None, xlabel=None, ylabel=None, title=None, ax=None):
+    """Point estimates with their confidence intervals, one marker and bar per (x, hue).
+
+    The figure for every difference a chapter claims: the estimate (e.g. BA - NWP spread AUC per
+    layer group, IoU minus its position-preserving chance level per threshold, a masking effect
+    per k) with the 95 % interval whose unit is a block of text (:func:`brainattr.pipeline.block_means`),
+    and the no-effect line.
+
+    Parameters
+    ----------
+    estimates : pandas.DataFrame
+        One row per (x, hue): columns ``x``, ``y``, ``low``, ``high`` (and ``hue``).
+    x, y, low, high, hue : str
+    hue_order, order : list, optional
+        Orders of the hue values and of the x values (default: as they appear; numeric x as is).
+    ref : float or None
+        The no-effect value, drawn as a grey line (None: no line).
+    palette : dict, optional
+        Hue value -> colour.
+    xlabel, ylabel, title : str, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One errorbar container per hue value, labelled with it.
+    """
+    ax = _ax(ax, (7, 3.4))
+    df = estimates.reset_index(drop=True)
+    numeric = pd.api.types.is_numeric_dtype(df[x]) and order is None
+    levels = None if numeric else list(order if order is not None else dict.fromkeys(df[x]))
+    hues = [None] if hue is None else list(hue_order if hue_order is not None else dict.fromkeys(df[hue]))
+    width = 0.6 if numeric else 0.5
+    for k, h in enumerate(hues):
+        d = df if h is None else df[df[hue] == h]
+        pos = d[x].to_numpy(dtype=float) if numeric else np.array([levels.index(v) for v in d[x]], dtype=float)
+        if len(hues) > 1:
+            step = (np.nanmin(np.diff(np.unique(pos))) if numeric and np.unique(pos).size > 1 else 1.0) * width
+            pos = pos + (k - (len(hues) - 1) / 2) * step / len(hues)
+        est = d[y].to_numpy(dtype=float)
+        err = np.vstack([est - d[low].to_numpy(dtype=float), d[high].to_numpy(dtype=float) - est])
+        ax.errorbar(pos, est, yerr=np.where(np.isfinite(err), err, 0.0), fmt="o", ms=4, capsize=3, lw=1.2,
+                    color=None if palette is None or h is None else palette.get(h), label=None if h is None else str(h))
+    if not numeric:
+        ax.set_xticks(range(len(levels)), [str(v) for v in levels])
+    if ref is not None:
+        ax.axhline(ref, color="0.5", lw=0.8)
+    ax.set(xlabel=x if xlabel is None else xlabel, ylabel=y if ylabel is None else ylabel, title=title or "")
+    if hue is not None:
+        ax.legend(frameon=False, fontsize=8)
     _despine(ax)
     return ax
 
@@ -706,10 +781,11 @@ def position_profiles(profiles, groups, model, context, threshold, simulated=Tru
     ----------
     profiles : pandas.DataFrame
         One row per (task, layer group, position): ``task`` (``"BA"``, ``"NWP"``,
-        ``"planted truth"``), ``layer_group`` (NWP: ``"any"``), ``position`` and
+        ``"NWP (logit lens)"``, ``"planted truth"``), ``layer_group`` (a group of ``groups``, or any
+        other name, e.g. ``"any"``, for a line that is the same at every layer), ``position`` and
         ``smoothed share``.
     groups : dict of str -> int
-        Layer group -> layer (BA's line styles, in order: solid, dashed, dotted).
+        Layer group -> layer (line styles of the per-layer tasks, in order: solid, dashed, dotted).
     model : str
     context : int
     threshold : int or float
@@ -724,7 +800,7 @@ def position_profiles(profiles, groups, model, context, threshold, simulated=Tru
     ax = _ax(ax, (10, 4))
     styles = dict(zip(groups, ["-", "--", ":"]))
     for (task, lg), d in profiles.groupby(["task", "layer_group"]):
-        label = f"BA, {lg} (layer {groups[lg]})" if task == "BA" else task
+        label = f"{task}, {lg} (layer {groups[lg]})" if lg in groups else task
         ax.plot(d["position"], d["smoothed share"], color=TASK_COLORS[task], ls=styles.get(lg, "-"), lw=1.4,
                 label=label)
     note = "simulated subjects, " if simulated else ""
@@ -821,33 +897,55 @@ def method_profiles(profiles, title, ax=None):
 # --------------------------------------------------------------------------------------------
 # Chapter 7: masking (Appendix C)
 # --------------------------------------------------------------------------------------------
-def masking_bars(per_tr, per_voxel, voxel_set="language", axes=None):
-    """NWP's cross-entropy (left) and BA's r (right) after each masking (mean ± SE).
+
+#: Chapter 7's masked word sets (:data:`brainattr.masking.SELECTIONS`, the masked task's own top words first).
+SELECTION_ORDER = ["top words", "random same positions", "random anywhere"]
+#: What chapter 7 scores after masking, as the y labels say it.
+TARGET_LABELS = {"nwp": "NWP cross-entropy", "ba_r": "BA r over the TRs", "ba_mse": "BA squared error"}
+
+
+def masking_sweep(summary, sign="abs", targets=("nwp", "ba_r"), axes=None):
+    """Chapter 7: relative change of each target after masking k words, top words against the controls.
 
     Parameters
     ----------
-    per_tr : pandas.DataFrame
-        :func:`brainattr.masking.masking_check`'s per-TR rows: ``masking``, ``nwp_loss``.
-    per_voxel : pandas.DataFrame
-        Its per-voxel rows: ``masking``, ``r``.
-    voxel_set : str
-        For the title.
-    axes : two matplotlib Axes, optional
+    summary : pandas.DataFrame
+        :func:`brainattr.masking.masking_sweep`'s summary (``masked_task``, ``selection``,
+        ``sign``, ``k``, ``target``, ``relative``, ``rel_ci_low``, ``rel_ci_high``).
+    sign : {"abs", "pos", "neg"}
+        The rows drawn.
+    targets : sequence of str
+        One row of panels per target; one column per masked task (whose attribution ranks the words).
+    axes : 2-d array of matplotlib Axes, optional
+        ``len(targets) x n_masked_tasks``.
 
     Returns
     -------
     matplotlib.figure.Figure
+        Per panel, the change in % of the unmasked value (95 % CI) against k, one series per
+        masked set: the task's top words and the two random controls.
     """
-    import seaborn as sns
+    import matplotlib.pyplot as plt
 
-    fig, axes = _axes(axes, 2, (12, 3.6))
-    sns.barplot(per_tr, x="masking", y="nwp_loss", order=MASKINGS, errorbar="se", ax=axes[0], color="C3")
-    axes[0].set(xlabel="", ylabel="next-word cross-entropy (nats)", title="NWP after masking")
-    sns.barplot(per_voxel, x="masking", y="r", order=MASKINGS, errorbar="se", ax=axes[1], color="C0")
-    axes[1].set(xlabel="", ylabel="r over the attributed TRs", title=f"BA ({voxel_set} voxels) after masking")
-    for ax in axes:
-        ax.axhline(0, color="0.5", lw=0.8)
-    sns.despine(fig)
+    df = summary[summary["sign"] == sign].copy()
+    df["set"] = np.where(df["selection"].str.startswith("top"), "top words", df["selection"])
+    for c in ("relative", "rel_ci_low", "rel_ci_high"):
+        df[c] = 100 * df[c]
+    tasks = list(dict.fromkeys(df["masked_task"]))
+    if axes is None:
+        fig, axes = plt.subplots(len(targets), len(tasks), figsize=(5.5 * len(tasks), 3.2 * len(targets)),
+                                 squeeze=False, sharex=True)
+    else:
+        axes = np.atleast_2d(axes)
+        fig = axes[0, 0].figure
+    colors = {"top words": "C3", "random same positions": "C0", "random anywhere": "0.5"}
+    for i, target in enumerate(targets):
+        for j, task in enumerate(tasks):
+            d = df[(df["target"] == target) & (df["masked_task"] == task)]
+            effect_intervals(d, "k", "relative", "rel_ci_low", "rel_ci_high", hue="set",
+                             hue_order=[h for h in SELECTION_ORDER if h in set(d["set"])], palette=colors,
+                             xlabel="words masked per TR (k)", ylabel=f"{TARGET_LABELS.get(target, target)}: % change",
+                             title=f"masking {TASK_LABELS.get(task, task)}'s top words ({sign})", ax=axes[i, j])
     fig.tight_layout()
     return fig
 

@@ -18,9 +18,10 @@ What is here:
 - :func:`paired_difference`: differences averaged within blocks, a sign-flip permutation test
   over blocks, block-bootstrap confidence intervals of the mean difference and of an effect size.
 - :func:`subject_level_test`: a one-sample t test and an exact sign-flip test over subjects.
+- :func:`ratio_of_means`: a ratio of two means (e.g. IoU / chance) with a block-bootstrap CI.
 - :func:`bh`: Benjamini-Hochberg over exactly the family passed in.
 - :func:`compare_auc_blocks`: Fig. 3's BA - NWP spread-AUC comparison with these tests, the
-  dependence-aware replacement of :func:`brainattr.analysis.compare_auc`.
+  dependence-aware replacement of the per-TR paired t test the book used to run.
 - :func:`position_preserving_iou`: Fig. 2's IoU against a chance level that keeps each task's
   positional profile (BA set of TR i against the NWP set of a TR j whose window shares no word).
 - :func:`verdict`: the one rule that turns an estimate, its CI and the paper's number or
@@ -261,6 +262,60 @@ def paired_difference(a, b, blocks, n_resamples=10000, seed=0, confidence=0.95):
     return pd.Series(out)
 
 
+def ratio_of_means(a, b, blocks, n_resamples=10000, seed=0, confidence=0.95):
+    """Ratio ``mean(a) / mean(b)`` with blocks, not units, as the independent replicates.
+
+    The per-unit values are averaged within each block; the estimate is the ratio of the means of
+    the block means, and its interval the expanded percentile block bootstrap of
+    :func:`paired_difference` (blocks resampled with replacement; resamples whose denominator is
+    not positive are skipped). ``p`` is :func:`paired_difference`'s sign-flip test of ``a - b``
+    (a ratio of 1 is a difference of 0).
+
+    Parameters
+    ----------
+    a, b : array-like of float, shape (n_units,)
+        Numerator and denominator values (e.g. each TR's IoU and its chance level); pairs with a
+        NaN are dropped.
+    blocks : array-like of int, shape (n_units,)
+        Block id of each unit (:func:`independent_blocks`); negative ids are left out.
+    n_resamples, seed, confidence
+        As for :func:`paired_difference`.
+
+    Returns
+    -------
+    pandas.Series
+        ``n_units``, ``n_blocks``, ``mean_a``, ``mean_b``, ``ratio``, ``ci_low``, ``ci_high``
+        (NaN with fewer than 2 blocks), ``p``, ``p_min``.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    blocks = np.asarray(blocks, dtype=int)
+    if not a.shape == b.shape == blocks.shape or a.ndim != 1:
+        raise ValueError(f"a, b and blocks must be 1-d of one length; got {a.shape}, {b.shape}, {blocks.shape}.")
+    test = paired_difference(a, b, blocks, n_resamples=n_resamples, seed=seed, confidence=confidence)
+    out = dict(n_units=test["n_units"], n_blocks=test["n_blocks"], mean_a=test["mean_a"], mean_b=test["mean_b"],
+               ratio=np.nan, ci_low=np.nan, ci_high=np.nan, p=test["p"], p_min=test["p_min"])
+    keep = np.isfinite(a) & np.isfinite(b) & (blocks >= 0)
+    a, b, blocks = a[keep], b[keep], blocks[keep]
+    ids, inverse = np.unique(blocks, return_inverse=True)
+    n = ids.size
+    if n == 0:
+        return pd.Series(out)
+    counts = np.bincount(inverse, minlength=n).astype(float)
+    mean_a = np.bincount(inverse, weights=a, minlength=n) / counts
+    mean_b = np.bincount(inverse, weights=b, minlength=n) / counts
+    if mean_b.mean() > 0:
+        out["ratio"] = float(mean_a.mean() / mean_b.mean())
+    if n >= 2:
+        rng = np.random.default_rng(seed)
+        pick = rng.integers(0, n, size=(n_resamples, n))
+        num, den = mean_a[pick].mean(axis=1), mean_b[pick].mean(axis=1)
+        ok = den > 0
+        if ok.any():
+            tail = 100 * _expanded_tail(n, confidence)
+            out["ci_low"], out["ci_high"] = (float(x) for x in np.percentile(num[ok] / den[ok], [tail, 100 - tail]))
+    return pd.Series(out)
+
+
 def subject_level_test(per_subject_effects, null=0.0, n_resamples=100000, seed=0, confidence=0.95):
     """One-sample tests over subjects: are the subjects' effects centred away from ``null``?
 
@@ -356,7 +411,7 @@ def compare_auc_blocks(auc_table, span, by=("layer_group",), subject="subject", 
                        block_length=1, buffer=True, n_resamples=10000, seed=0):
     """Fig. 3's AUC comparison (``a - b``, BA - NWP by default) with dependence-aware tests.
 
-    The replacement of :func:`brainattr.analysis.compare_auc`, which treats TRs as independent.
+    The replacement of a per-TR paired t test, which treats overlapping TR windows as independent.
     For each group of ``by`` (e.g. each layer group) three kinds of rows (column ``level``):
 
     - ``"within subject"``, one row per subject: :func:`paired_difference` of the per-TR AUCs
@@ -655,4 +710,4 @@ def verdict(estimate, ci_low, ci_high, paper_low=None, paper_high=None, null=0.0
 
 
 __all__ = ["VERDICTS", "PAIRED_FIELDS", "AUC_LEVELS", "window_span", "independent_blocks", "paired_difference",
-           "subject_level_test", "bh", "compare_auc_blocks", "position_preserving_iou", "verdict"]
+           "subject_level_test", "ratio_of_means", "bh", "compare_auc_blocks", "position_preserving_iou", "verdict"]
