@@ -251,3 +251,20 @@ def test_verdict_table_reads_the_papers_side_and_applies_the_one_rule():
     text = pipeline.verdict_summary(out)
     assert text.count("\n") == len(out) - 1 and "**straddles 0**: not reproduced" in text
     assert "the paper: 0.16." in text and "the paper: > 0.8." in text
+
+
+def test_verdicts_reach_the_figures_index_through_the_stage_log(tmp_path, monkeypatch):
+    from brainattr.book import runner
+
+    log = tmp_path / runner.STAGE_LOG
+    monkeypatch.setenv("BRAINATTR_STAGE_LOG", str(log))
+    monkeypatch.setenv("BRAINATTR_NOTEBOOK", "04_important_words")
+    pipeline.verdict_table([("iou-t10", dict(estimate=0.12, ci_low=0.08, ci_high=0.17), 0.02),
+                            ("qwen-canonical", {}, None)])
+    table = runner.verdicts_markdown(tmp_path).splitlines()
+    assert len(table) == 4 and table[0].startswith("| Chapter | Claim |")
+    assert "`iou-t10`" in table[2] and "0.12 [0.08, 0.17]" in table[2] and "**reproduced**" in table[2]
+    assert "**not comparable**" in table[3] and "04_important_words" in table[3]
+    # verdicts are not stages: the compute page's table of stage costs ignores them
+    assert "verdict" not in runner.stages_markdown(tmp_path)
+    assert "No verdict was recorded" in runner.verdicts_markdown(tmp_path / "empty")

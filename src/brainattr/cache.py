@@ -16,6 +16,8 @@ import numpy as np
 CACHE_ENV = "BRAINATTR_CACHE"
 #: Name of the cache folder in the platform's user cache folder (see :func:`cache_root`).
 CACHE_APP = "brainattr"
+#: The ``stage`` of the records a chapter's verdicts leave in the stage log (not a computation).
+VERDICT_STAGE = "verdict"
 #: Environment variable naming a JSON-lines file where computed stages log their cost (set by the runner).
 STAGE_LOG_ENV = "BRAINATTR_STAGE_LOG"
 

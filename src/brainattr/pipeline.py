@@ -35,7 +35,14 @@ from tqdm.auto import tqdm
 
 from . import claims, stats
 from .analysis import center_of_mass, important_words, overlap, word_weights
-from .attribution import COLUMNS, AttributionSettings, attribute, evenly_spaced, held_out_trs
+from .attribution import (
+    COLUMNS,
+    AttributionSettings,
+    attribute,
+    evenly_spaced,
+    held_out_trs,
+)
+from .cache import VERDICT_STAGE, log_stage
 from .data import load_dataset
 from .encoding import best_layers, encode_subjects, layer_grid
 from .features import stimulus_tr_features
@@ -773,6 +780,10 @@ def verdict_table(rows):
         null_value = np.nan if null is None else float(null)
         verdict = stats.verdict(estimate, ci_low, ci_high, low, high,
                                 null=0.0 if null is None else null_value, direction=direction)
+        # the runner gathers these records into the figures index (brainattr.book.runner.verdicts_markdown)
+        log_stage(VERDICT_STAGE, 0.0, claim_id=claim_id, claim=label[0] if label else c["claim"],
+                  estimate=estimate, ci_low=ci_low, ci_high=ci_high, null=null_value, verdict=verdict,
+                  paper=c["paper"], figure=c["figure"])
         out.append({"claim": label[0] if label else c["claim"], "paper": c["paper"],
                     "paper_low": np.nan if low is None else low, "paper_high": np.nan if high is None else high,
                     "direction": direction or "", "estimate": estimate, "ci_low": ci_low, "ci_high": ci_high,

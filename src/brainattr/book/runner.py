@@ -33,7 +33,14 @@ from pathlib import Path
 
 import yaml
 
-from ..cache import CACHE_ENV, STAGE_LOG_ENV, atomic_path, cache_root, read_stage_log
+from ..cache import (
+    CACHE_ENV,
+    STAGE_LOG_ENV,
+    VERDICT_STAGE,
+    atomic_path,
+    cache_root,
+    read_stage_log,
+)
 from .params import Config, ParamsError, load_config, parameter_reference, resolve
 
 TOC_FILE = "_toc.yml"
@@ -493,7 +500,8 @@ class StageProgress:
             if isinstance(record, dict) and record.get("notebook") in (self.notebook, None):
                 new.append(record)
                 self.stages.append(record)
-                self._say(format_stage(record))
+                if record.get("stage") != VERDICT_STAGE:  # a verdict is not a stage that took time
+                    self._say(format_stage(record))
         return new
 
 
@@ -666,7 +674,7 @@ def stages_markdown(build_dir: Path) -> str:
         A Markdown table: stage, seconds in this run, seconds per unit (layer, fit or subject-TR),
         the notebooks that computed it, and the paper's hours (:data:`PAPER_HOURS`).
     """
-    records = read_stage_log(Path(build_dir) / STAGE_LOG)
+    records = [r for r in read_stage_log(Path(build_dir) / STAGE_LOG) if r.get("stage") != VERDICT_STAGE]
     if not records:
         return "*No stage was computed in the recorded runs (everything came from the cache).*\n"
     rows = {}
@@ -691,6 +699,37 @@ def stages_markdown(build_dir: Path) -> str:
         per = f"{row['seconds'] / row['units']:.2f} s per {u}" if row["units"] else ""
         lines.append(f"| {key} | {row['seconds']:.0f} s ({row['events']} runs) | {per} | "
                      f"{', '.join(sorted(row['notebooks']))} | {row['paper']} |")
+    return "\n".join(lines) + "\n"
+
+
+def verdicts_markdown(build_dir: Path) -> str:
+    """Every verdict of the latest run of every notebook, as the chapters computed them.
+
+    Parameters
+    ----------
+    build_dir : Path
+        The build folder holding the stage log (:data:`STAGE_LOG`), where
+        :func:`brainattr.pipeline.verdict_table` leaves one record per verdict.
+
+    Returns
+    -------
+    str
+        A Markdown table: chapter, claim, this run's estimate with its 95 % CI, the null, the
+        paper's statement and figure, and the verdict.
+    """
+    records = [r for r in read_stage_log(Path(build_dir) / STAGE_LOG) if r.get("stage") == VERDICT_STAGE]
+    if not records:
+        return "*No verdict was recorded: run the chapters (`brainattr run-all`) to fill this table.*\n"
+
+    def number(x):
+        return "—" if x is None or x != x else f"{float(x):.3g}"
+
+    lines = ["| Chapter | Claim | This run [95 % CI] | Null | The paper | Verdict |", "|---|---|---|---|---|---|"]
+    for r in sorted(records, key=lambda r: (str(r.get("notebook")), str(r.get("claim_id")))):
+        ci = f" [{number(r.get('ci_low'))}, {number(r.get('ci_high'))}]"
+        lines.append(f"| {r.get('notebook') or '?'} | {r.get('claim')} (`{r.get('claim_id')}`) | "
+                     f"{number(r.get('estimate'))}{ci} | {number(r.get('null'))} | {r.get('paper')} "
+                     f"({r.get('figure')}) | **{r.get('verdict')}** |")
     return "\n".join(lines) + "\n"
 
 
@@ -803,13 +842,15 @@ def write_book_inputs(config: Config, build_dir: Path | None = None) -> list[Pat
     Returns
     -------
     list of Path
-        ``parameters.md``, ``timings.md``, ``stages.md`` and ``benchmarks.md``, each written atomically.
+        ``parameters.md``, ``timings.md``, ``stages.md``, ``verdicts.md`` and ``benchmarks.md``, each
+        written atomically.
     """
     build_dir = Path(build_dir or config.build_dir)
     written = []
     for name, text in (("parameters.md", parameter_reference(config)),
                        ("timings.md", timings_markdown(build_dir, config.names)),
                        ("stages.md", stages_markdown(build_dir)),
+                       ("verdicts.md", verdicts_markdown(build_dir)),
                        ("benchmarks.md", benchmarks_markdown(config.root / BENCHMARK_RESULTS))):
         path = build_dir / name
         with atomic_path(path) as tmp:
