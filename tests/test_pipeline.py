@@ -2,7 +2,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-
 from brainattr import encoding, metrics, pipeline, trs
 from brainattr.attribution import AttributionSettings, evenly_spaced, held_out_trs
 from brainattr.features import extract_word_embeddings
@@ -254,17 +253,17 @@ def test_verdict_table_reads_the_papers_side_and_applies_the_one_rule():
 
 
 def test_verdicts_reach_the_figures_index_through_the_stage_log(tmp_path, monkeypatch):
-    from brainattr.book import runner
+    from brainattr.book import pages
 
-    log = tmp_path / runner.STAGE_LOG
+    log = tmp_path / pages.STAGE_LOG
     monkeypatch.setenv("BRAINATTR_STAGE_LOG", str(log))
     monkeypatch.setenv("BRAINATTR_NOTEBOOK", "04_important_words")
     pipeline.verdict_table([("iou-t10", dict(estimate=0.12, ci_low=0.08, ci_high=0.17), 0.02),
                             ("qwen-canonical", {}, None)])
-    table = runner.verdicts_markdown(tmp_path).splitlines()
+    table = pages.verdicts_markdown(tmp_path).splitlines()
     assert len(table) == 4 and table[0].startswith("| Chapter | Claim |")
     assert "`iou-t10`" in table[2] and "0.12 [0.08, 0.17]" in table[2] and "**reproduced**" in table[2]
     assert "**not comparable**" in table[3] and "04_important_words" in table[3]
     # verdicts are not stages: the compute page's table of stage costs ignores them
-    assert "verdict" not in runner.stages_markdown(tmp_path)
-    assert "No verdict was recorded" in runner.verdicts_markdown(tmp_path / "empty")
+    assert "verdict" not in pages.stages_markdown(tmp_path)
+    assert "No verdict was recorded" in pages.verdicts_markdown(tmp_path / "empty")

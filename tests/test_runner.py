@@ -11,12 +11,19 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from _project_factory import make_project
 from brainattr.book import cli
 from brainattr.book.params import ParamsError, load_config
-from brainattr.book.runner import (BookBuildFailed, NotebookFailed, build_book, build_html, execute_notebook, render_toc,
-                              run_notebooks, sync_toc)
+from brainattr.book.runner import (
+    BookBuildFailed,
+    NotebookFailed,
+    build_book,
+    build_html,
+    execute_notebook,
+    render_toc,
+    run_notebooks,
+    sync_toc,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,9 +131,8 @@ def test_book_builds_from_executed_copies_and_warnings_fail_it(tmp_path):
 
 
 def test_plumbing_rule_hides_marked_import_and_parameters_cells_only():
-    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
     from brainattr.book.runner import plumbing_reason, tag_plumbing
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
     def code(source, *tags):
         cell = new_code_cell(source)
@@ -173,9 +179,9 @@ def test_executed_copies_hide_plumbing_and_sources_stay_untouched(tmp_path):
 def test_stage_table_sums_the_latest_runs(tmp_path):
     import json as _json
 
-    from brainattr.book import runner
+    from brainattr.book import pages
 
-    log = tmp_path / runner.STAGE_LOG
+    log = tmp_path / pages.STAGE_LOG
     records = [dict(stage="attribution", method="gxi", trs=48, seconds=10.0, notebook="03_attribution", context=80),
                dict(stage="attribution", method="gxi", trs=16, seconds=2.0, notebook="04_important_words", context=80,
                     subjects=3),
@@ -184,23 +190,23 @@ def test_stage_table_sums_the_latest_runs(tmp_path):
                dict(stage="encoding", seconds=19.0, voxels=2100, notebook="02_brain_alignment"),
                dict(stage="feature extraction", layers=2, seconds=30.0, notebook="02_brain_alignment")]
     log.write_text("".join(_json.dumps(r) + "\n" for r in records))
-    table = runner.stages_markdown(tmp_path)
+    table = pages.stages_markdown(tmp_path)
     # a pass shared by 3 subjects counts 3 subject-TRs per TR: (48 + 16 * 3) subject-TRs in 12 s
     assert "| attribution (gxi, 80-word context) | 12 s (2 runs) | 0.12 s per subject-TR |" in table
     assert "| attribution (gxi, 640-word context) | 9 s (1 runs) | 4.50 s per subject-TR | 08_controls | ≈ 1,501 h" in table
     assert "| attribution (ig, 80-word context) | 72 s (1 runs) | 9.00 s per subject-TR | 03_attribution | ≈ 329 h |" in table
     assert "| encoding | 19 s (1 runs) | 19.00 s per fit |" in table
     assert "15.00 s per layer" in table and "≈ 219 h" in table
-    runner._forget_stages(log, "03_attribution")      # rerunning chapter 3 replaces its records
-    assert "attribution (ig" not in runner.stages_markdown(tmp_path)
+    pages.forget_stages(log, "03_attribution")      # rerunning chapter 3 replaces its records
+    assert "attribution (ig" not in pages.stages_markdown(tmp_path)
     assert "(no stage" not in table
-    assert "everything came from the cache" in runner.stages_markdown(tmp_path / "empty")
+    assert "everything came from the cache" in pages.stages_markdown(tmp_path / "empty")
 
 
 def test_benchmark_tables_read_the_committed_results(tmp_path):
-    from brainattr.book import runner
+    from brainattr.book import pages
 
-    assert "No benchmark results" in runner.benchmarks_markdown(tmp_path)
+    assert "No benchmark results" in pages.benchmarks_markdown(tmp_path)
     machine = dict(gpu=None, threads=2)
     (tmp_path / "bench_attribution_x.json").write_text(json.dumps(dict(
         machine=machine, setup=dict(model="m", layer=15, n_layers=30, precision="float32", context=80, tokens=1600,
@@ -213,7 +219,7 @@ def test_benchmark_tables_read_the_committed_results(tmp_path):
         machine=dict(gpu="NVIDIA H100", threads=16),
         setup=dict(voxels=30000, design_columns=8192, trs=1200, outer_folds=4, inner_folds=10, alphas=16,
                    backend="torch_cuda", dtype="float32"), seconds=dict(fit=7.5))))
-    table = runner.benchmarks_markdown(tmp_path)
+    table = pages.benchmarks_markdown(tmp_path)
     assert ("| m (layer 15/30) | CPU, 2 threads | float32 | 80 words (100) | 3 | 250 tok/s | 500 tok/s | 2.00× | "
             "not measured | 0.25 s | 1.30× faster | 0.5 s | 2.0× | 8 s | 2,016 h |") in table
     assert "| NVIDIA H100 | torch_cuda, float32 | 30,000 × 8,192 × 1,200 | 4 × 10, 16 | 7.5 s |" in table
@@ -340,4 +346,5 @@ def test_the_command_line_imports_nothing_heavy():
              "jupyter_client", "yaml"}
     assert not {m.split(".")[0] for m in modules} & heavy
     ours = {m for m in modules if m.startswith("brainattr")}
-    assert ours <= {"brainattr", "brainattr.book", "brainattr.book.cli", "brainattr.book.check"}, ours
+    assert ours <= {"brainattr", "brainattr.book", "brainattr.book.cli", "brainattr.book.check",
+                    "brainattr.book.static_check"}, ours  # the browser check's options and its stdlib-only parser

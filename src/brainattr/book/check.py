@@ -22,7 +22,7 @@ headless, driven by Selenium through ChromeDriver (Debian: ``apt-get install chr
 chromium-driver``; the ``book`` extra installs ``selenium``). The driver is always given explicitly
 (:func:`find_browser` pairs a browser with the ChromeDriver of its version), so Selenium Manager
 never downloads anything. The browser's console log gives the JavaScript errors, its performance
-log every network request. The static checks (links, files, figures) need neither
+log every network request. The static checks (links, files, figures; :mod:`.static_check`) need neither
 (``--static-only``). Screenshots of the landing page and of the first chapter with a figure are
 saved (default ``build/screenshots/``).
 
@@ -36,7 +36,6 @@ import functools
 import http.server
 import json
 import os
-import posixpath
 import re
 import shutil
 import subprocess
@@ -45,9 +44,18 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
+
+from .static_check import (
+    Problem,
+    ancestors,
+    html_pages,
+    local_target,
+    meta_refresh,
+    page_anchors,
+    parse_html,
+    static_problems,
+)
 
 #: Executables tried, in order, when neither ``--chromium`` nor ``$BRAINATTR_CHROMIUM`` is given.
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome",
@@ -62,39 +70,9 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--no-default-browser-check", "--disable-extensions",
                   "--mute-audio", "--hide-scrollbars", "--force-device-scale-factor=1")
-#: Output folders of Sphinx that hold no pages of their own.
-SKIP_DIRS = {"_static", "_sources", "_images", "_downloads", ".doctrees"}
 VIEWPORT = (1280, 900)
 #: Seconds a page may take to load, and the checker's script to run in it.
 PAGE_TIMEOUT, SCRIPT_TIMEOUT = 60.0, 90.0
-_MEDIA = {"img", "svg", "canvas", "object", "iframe", "video", "picture", "embed"}
-_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track",
-         "wbr"}
-_EMPTY_MPL = re.compile(r"<(?:matplotlib\.figure\.)?Figure(?: size \d+x\d+ with \d+ Axes| at 0x[0-9a-f]+)>")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One problem on one page.
-
-    Attributes
-    ----------
-    page : str
-        Path of the page, relative to the book's root folder.
-    kind : str
-        ``missing-image``, ``broken-link``, ``empty-figure``, ``missing-file``, ``network``,
-        ``js-error`` or ``math`` (see the module docstring).
-    detail : str
-        What exactly is wrong, for a person.
-    """
-
-    page: str
-    kind: str
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.page}: {self.kind}: {self.detail}"
-
 
 @dataclass
 class Report:
@@ -146,203 +124,6 @@ class Report:
 
 # --------------------------------------------------------------------------- static checks
 
-
-class _Node:
-    __slots__ = ("tag", "attrs", "children", "text", "parent")
-
-    def __init__(self, tag, attrs, parent=None):
-        self.tag, self.attrs, self.parent = tag, dict(attrs), parent
-        self.children, self.text = [], []
-
-    @property
-    def classes(self) -> set[str]:
-        return set((self.attrs.get("class") or "").split())
-
-    def iter(self):
-        yield self
-        for child in self.children:
-            yield from child.iter()
-
-    def all_text(self) -> str:
-        return "".join(self.text) + "".join(c.all_text() for c in self.children)
-
-
-class _TreeBuilder(HTMLParser):
-    """A forgiving element tree from html.parser (enough for Sphinx's well-formed output)."""
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.root = _Node("#document", {})
-        self.stack = [self.root]
-
-    def handle_starttag(self, tag, attrs):
-        node = _Node(tag, attrs, self.stack[-1])
-        self.stack[-1].children.append(node)
-        if tag not in _VOID:
-            self.stack.append(node)
-
-    def handle_startendtag(self, tag, attrs):
-        self.stack[-1].children.append(_Node(tag, attrs, self.stack[-1]))
-
-    def handle_endtag(self, tag):
-        for i in range(len(self.stack) - 1, 0, -1):
-            if self.stack[i].tag == tag:
-                del self.stack[i:]
-                return
-
-    def handle_data(self, data):
-        self.stack[-1].text.append(data)
-
-
-@functools.lru_cache(maxsize=512)
-def _parse(path: Path) -> _Node:
-    builder = _TreeBuilder()
-    builder.feed(path.read_text(encoding="utf-8", errors="replace"))
-    builder.close()
-    return builder.root
-
-
-@functools.lru_cache(maxsize=512)
-def _anchors(path: Path) -> frozenset[str]:
-    names = set()
-    for node in _parse(path).iter():
-        for key in ("id", "name"):
-            if node.attrs.get(key) and (key == "id" or node.tag == "a"):
-                names.add(node.attrs[key])
-    return frozenset(names)
-
-
-def html_pages(root: Path) -> list[Path]:
-    """Every HTML page of the built book.
-
-    Parameters
-    ----------
-    root : Path
-        The built book's root folder.
-
-    Returns
-    -------
-    list of Path
-        The ``*.html`` files under ``root``, sorted; Sphinx's asset folders (:data:`SKIP_DIRS`) skipped.
-    """
-    root = Path(root)
-    return sorted(p for p in root.rglob("*.html") if not SKIP_DIRS & set(p.relative_to(root).parts[:-1]))
-
-
-_BASE = "http://book.invalid/"
-
-
-def _local_target(root: Path, page: str, ref: str, base: str = _BASE) -> tuple[Path, str] | None:
-    """The local file and fragment ``ref`` (found on ``page``) points to; None if not a local link."""
-    ref = ref.strip()
-    if not ref or ref.startswith(("mailto:", "javascript:", "tel:", "data:", "blob:", "about:")):
-        return None
-    url = urlsplit(urljoin(urljoin(base, page), ref))
-    if f"{url.scheme}://{url.netloc}/" != base:
-        return None  # another host: external, not checked offline
-    path = unquote(url.path).lstrip("/")
-    target = Path(root) / posixpath.normpath(path) if path else Path(root) / "index.html"
-    if path.endswith("/") or target.is_dir():
-        target = target / "index.html"
-    return target, unquote(url.fragment)
-
-
-def _meta_refresh(tree: _Node) -> str | None:
-    for node in tree.iter():
-        if node.tag == "meta" and (node.attrs.get("http-equiv") or "").lower() == "refresh":
-            match = re.search(r"url\s*=\s*['\"]?([^'\";]+)", node.attrs.get("content") or "", re.I)
-            if match:
-                return match.group(1).strip()
-    return None
-
-
-def _has_media(node: _Node) -> bool:
-    return any(n.tag in _MEDIA and (n.tag != "img" or (n.attrs.get("src") or "").strip()) for n in node.iter()
-               if n is not node)
-
-
-def _meaningful_alt(img: _Node) -> bool:
-    alt, src = (img.attrs.get("alt") or "").strip(), (img.attrs.get("src") or "").strip()
-    return bool(alt) and alt != src and not re.fullmatch(r"\S+\.(png|jpe?g|gif|svg|webp)", alt, re.I)
-
-
-def static_problems(root: Path, page: Path) -> tuple[list[Problem], list[str]]:
-    """What is wrong in the HTML source of one page, found without a browser.
-
-    Parameters
-    ----------
-    root : Path
-        The built book's root folder (links are resolved inside it).
-    page : Path
-        The page, a file under ``root``.
-
-    Returns
-    -------
-    problems : list of Problem
-        Broken links, redirects and anchors; missing images, scripts and stylesheets; empty figures,
-        ``<img>`` without ``src``, empty output areas and figures shown only as their text.
-    notes : list of str
-        How many figure images in outputs lack alt text (not a problem).
-    """
-    root = Path(root)
-    rel = page.relative_to(root).as_posix()
-    tree = _parse(page)
-    problems: list[Problem] = []
-    unlabelled = 0
-
-    def check_link(ref: str, kind: str, what: str) -> None:
-        hit = _local_target(root, rel, ref)
-        if hit is None:
-            return
-        target, fragment = hit
-        if not target.is_file():
-            problems.append(Problem(rel, kind, f"{what} {ref!r}: no file {target.relative_to(root).as_posix()}"))
-        elif fragment and target.suffix == ".html" and fragment not in _anchors(target):
-            problems.append(Problem(rel, kind, f"{what} {ref!r}: no anchor #{fragment} in "
-                                               f"{target.relative_to(root).as_posix()}"))
-
-    refresh = _meta_refresh(tree)
-    if refresh:
-        check_link(refresh, "broken-link", "redirect")
-    for node in tree.iter():
-        tag, attrs = node.tag, node.attrs
-        if tag == "a" and attrs.get("href") is not None:
-            check_link(attrs["href"], "broken-link", "link")
-        elif tag == "img":
-            src = (attrs.get("src") or "").strip()
-            if not src:
-                problems.append(Problem(rel, "empty-figure", "an <img> with no src"))
-            else:
-                check_link(src, "missing-image", "image")
-            in_output = any("cell_output" in a.classes or a.tag == "figure" for a in _ancestors(node))
-            if in_output and not _meaningful_alt(node):
-                unlabelled += 1
-        elif tag == "script" and attrs.get("src"):
-            check_link(attrs["src"].split("?")[0], "missing-file", "script")
-        elif tag == "link" and attrs.get("href"):
-            relation = (attrs.get("rel") or "").lower()
-            kind = "broken-link" if relation in ("next", "prev", "index", "search") else "missing-file"
-            check_link(attrs["href"].split("?")[0] if kind == "missing-file" else attrs["href"], kind,
-                       f"<link rel={relation!r}>")
-        elif tag == "figure" or (tag == "div" and "figure" in node.classes):
-            if not _has_media(node):
-                caption = " ".join(node.all_text().split())[:80]
-                problems.append(Problem(rel, "empty-figure", f"figure with no image ({caption or 'no caption'})"))
-        elif tag == "div" and "cell_output" in node.classes:
-            text = node.all_text()
-            if not text.strip() and not _has_media(node):
-                problems.append(Problem(rel, "empty-figure", "empty output area of a code cell"))
-            for match in _EMPTY_MPL.finditer(text):
-                problems.append(Problem(rel, "empty-figure", f"figure shown as text only: {match.group(0)}"))
-    notes = [f"{rel}: {unlabelled} figure image(s) in outputs without alt text"] if unlabelled else []
-    return problems, notes
-
-
-def _ancestors(node: _Node):
-    node = node.parent
-    while node is not None:
-        yield node
-        node = node.parent
 
 
 # --------------------------------------------------------------------------- the browser
@@ -798,10 +579,10 @@ def _seen_problems(root: Path, rel: str, seen: dict, base: str) -> list[Problem]
     for href in seen.get("links", []):
         if not href.startswith(base):
             continue
-        hit = _local_target(root, rel, href, base=base)
+        hit = local_target(root, rel, href, base=base)
         if hit and not hit[0].is_file():
             problems.append(Problem(rel, "broken-link", f"link {href[len(base):]!r}: no such file"))
-        elif hit and hit[1] and hit[0].suffix == ".html" and hit[1] not in _anchors(hit[0]):
+        elif hit and hit[1] and hit[0].suffix == ".html" and hit[1] not in page_anchors(hit[0]):
             problems.append(Problem(rel, "broken-link", f"link {href[len(base):]!r}: no such anchor"))
     if seen.get("math") and not seen.get("typeset"):
         why = "MathJax did not load" if not seen.get("mathjax") else "MathJax typeset nothing"
@@ -855,8 +636,8 @@ def _landing(root: Path) -> str:
     """The page a reader lands on: index.html, or where its redirect leads."""
     index = Path(root) / "index.html"
     if index.is_file():
-        refresh = _meta_refresh(_parse(index))
-        hit = _local_target(root, "index.html", refresh) if refresh else None
+        refresh = meta_refresh(parse_html(index))
+        hit = local_target(root, "index.html", refresh) if refresh else None
         if hit and hit[0].is_file():
             return hit[0].relative_to(root).as_posix()
         return "index.html"
@@ -867,7 +648,7 @@ def _landing(root: Path) -> str:
 def _figure_page(root: Path, pages: list[Path]) -> str | None:
     """The first notebook chapter (by path) with an image in a code cell's output."""
     def has_figure(page):
-        return any(n.tag == "img" and any("cell_output" in a.classes for a in _ancestors(n)) for n in _parse(page).iter())
+        return any(n.tag == "img" and any("cell_output" in a.classes for a in ancestors(n)) for n in parse_html(page).iter())
     ranked = sorted(pages, key=lambda p: ("notebooks" not in p.parts, p.as_posix()))
     return next((p.relative_to(root).as_posix() for p in ranked if has_figure(p)), None)
 
@@ -904,7 +685,7 @@ def browser_problems(root: Path, pages: list[Path], browser: Chromium, screensho
     try:
         for page in pages:
             rel = page.relative_to(root).as_posix()
-            if _meta_refresh(_parse(page)):
+            if meta_refresh(parse_html(page)):
                 continue
             echo(f"  {rel}")
             problems += page_problems(browser, root, rel, server.base)
@@ -954,8 +735,8 @@ def check_book(root: Path | str = "_build/html", screenshots: Path | str | None 
     root = Path(root).resolve()
     if not (root / "index.html").is_file() and not html_pages(root):
         raise FileNotFoundError(f"No built book in {root} (build it with `make book` or `python -m brainattr book`).")
-    _parse.cache_clear()
-    _anchors.cache_clear()
+    parse_html.cache_clear()
+    page_anchors.cache_clear()
     pages = html_pages(root)
     report = Report(root=root, pages=[p.relative_to(root).as_posix() for p in pages])
     for page in pages:

@@ -26,7 +26,6 @@ import platform
 import re
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +35,12 @@ import yaml
 from ..cache import (
     CACHE_ENV,
     STAGE_LOG_ENV,
-    VERDICT_STAGE,
     atomic_path,
     cache_root,
-    read_stage_log,
 )
-from .params import Config, ParamsError, load_config, parameter_reference, resolve
+from .pages import STAGE_LOG, forget_stages, write_book_inputs
+from .params import Config, ParamsError, load_config, resolve
+from .progress import HEARTBEAT_S, StageProgress, format_duration, say
 
 TOC_FILE = "_toc.yml"
 CONFIG_FILE = "_config.yml"
@@ -70,13 +69,6 @@ class BookBuildFailed(RuntimeError):
 
 # --------------------------------------------------------------------------- environment
 
-
-def _say(message: str) -> None:
-    """Print a line on stdout without breaking a progress bar that is being drawn (``tqdm.write``)."""
-    from tqdm import tqdm
-
-    tqdm.write(message, file=sys.stdout)
-    sys.stdout.flush()
 
 
 def prepare_environment(config: Config | None = None) -> dict:
@@ -374,140 +366,10 @@ def execute_notebook(source: Path, output: Path, parameters: dict, kernel: str =
 
 # --------------------------------------------------------------------------- progress
 
-#: Fields of a stage record shown in its progress line, in this order (with their labels).
-_STAGE_FIELDS = (("method", "{}"), ("model", "{}"), ("layer", "layer {}"), ("layers", "{} layer(s)"),
-                 ("context", "{}-word context"), ("trs", "{} TR(s)"), ("subjects", "{} subject(s)"),
-                 ("voxels", "{} voxels"))
-#: Seconds between two "still running" lines while a notebook computes and no stage finishes.
-HEARTBEAT_S = 300.0
-
-
-def _duration(seconds: float) -> str:
-    """``42 s``, ``12.5 min`` or ``3.2 h``."""
-    if seconds < 120:
-        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def format_stage(record: dict) -> str:
-    """One line for a stage record of the stage log, e.g. ``attribution (gxi, smollm2-135m, layer 15) 12 s``.
-
-    Parameters
-    ----------
-    record : dict
-        A record written by :func:`brainattr.cache.log_stage` (``stage``, ``seconds`` and details).
-
-    Returns
-    -------
-    str
-    """
-    details = [label.format(record[key]) for key, label in _STAGE_FIELDS if record.get(key) not in (None, "")]
-    shown = f" ({', '.join(str(d) for d in details)})" if details else ""
-    return f"{record.get('stage', '?')}{shown} in {_duration(float(record.get('seconds') or 0))}"
-
-
-class StageProgress:
-    """Print a notebook's computed stages while papermill runs it, by tailing the stage log.
-
-    The notebooks' pipeline stages append one JSON line each to the stage log when they finish
-    (:func:`brainattr.cache.log_stage`, through ``$BRAINATTR_STAGE_LOG``). A background thread reads
-    the lines appended since the notebook started and echoes each of this notebook's stages
-    (:func:`format_stage`); when nothing has been printed for ``heartbeat`` seconds it prints that
-    the notebook is still running, so a run at paper scale never stays silent for hours.
-
-    Parameters
-    ----------
-    path : Path
-        The stage log.
-    notebook : str
-        Only records of this notebook (their ``notebook`` field; records without one too) are shown.
-    echo : callable
-        Called with each line (from the background thread).
-    interval : float
-        Seconds between two reads of the log.
-    heartbeat : float, optional
-        Seconds of silence before a "still running" line (default :data:`HEARTBEAT_S`); None: never.
-    prefix : str
-        Put before each line (indentation).
-
-    Examples
-    --------
-    >>> with StageProgress(log, "03_attribution", print):      # doctest: +SKIP
-    ...     execute_notebook(...)
-    """
-
-    def __init__(self, path: Path, notebook: str, echo=_say, interval: float = 1.0,
-                 heartbeat: float | None = HEARTBEAT_S, prefix: str = "      "):
-        self.path, self.notebook, self.echo = Path(path), notebook, echo
-        self.interval, self.heartbeat, self.prefix = interval, heartbeat, prefix
-        self.stages: list[dict] = []
-        self._offset = 0
-        self._rest = b""
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._started = self._last_said = time.monotonic()
-
-    def __enter__(self) -> StageProgress:
-        self._offset = self.path.stat().st_size if self.path.is_file() else 0  # earlier lines are not this run's
-        self._started = self._last_said = time.monotonic()
-        self._thread = threading.Thread(target=self._watch, name=f"stage-progress-{self.notebook}", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.poll()  # stages logged just before the notebook ended
-
-    def _watch(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.poll()
-                now = time.monotonic()
-                if self.heartbeat is not None and now - self._last_said >= self.heartbeat:
-                    last = f"; last stage: {self.stages[-1].get('stage')}" if self.stages else ""
-                    self._say(f"… {self.notebook} still running ({_duration(now - self._started)} so far{last})")
-            except Exception:  # progress must never break a run
-                pass
-
-    def _say(self, line: str) -> None:
-        self._last_said = time.monotonic()
-        self.echo(self.prefix + line)
-
-    def poll(self) -> list[dict]:
-        """Read the lines appended since the last call; echo this notebook's stages; return them."""
-        if not self.path.is_file():
-            return []
-        size = self.path.stat().st_size
-        if size < self._offset:  # the log was rewritten (another notebook's records dropped)
-            self._offset, self._rest = 0, b""
-        if size == self._offset:
-            return []
-        with open(self.path, "rb") as fh:
-            fh.seek(self._offset)
-            data = fh.read(size - self._offset)
-        self._offset += len(data)
-        *lines, self._rest = (self._rest + data).split(b"\n")
-        new = []
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            if isinstance(record, dict) and record.get("notebook") in (self.notebook, None):
-                new.append(record)
-                self.stages.append(record)
-                if record.get("stage") != VERDICT_STAGE:  # a verdict is not a stage that took time
-                    self._say(format_stage(record))
-        return new
-
 
 def run_notebooks(config: Config, profile: str | None = None, overrides: dict | None = None,
                   notebooks: list[str] | None = None, build_dir: Path | None = None,
-                  log_output: bool = False, timeout: float | None = None, echo=_say,
+                  log_output: bool = False, timeout: float | None = None, echo=say,
                   progress: bool | None = None, heartbeat: float | None = HEARTBEAT_S) -> list[RunResult]:
     """Validate, then execute the selected notebooks (default: all) in params.yml order.
 
@@ -566,7 +428,7 @@ def run_notebooks(config: Config, profile: str | None = None, overrides: dict | 
         counter = f"[{i}/{len(resolved)}] {r.spec.name}"
         output = build_dir / "notebooks" / f"{r.spec.name}.ipynb"
         stage_log.parent.mkdir(parents=True, exist_ok=True)
-        _forget_stages(stage_log, r.spec.name)  # the compute table shows each notebook's latest run
+        forget_stages(stage_log, r.spec.name)  # the compute table shows each notebook's latest run
         os.environ[STAGE_LOG_ENV] = str(stage_log)   # the kernel inherits both: brainattr.cache.log_stage
         os.environ["BRAINATTR_NOTEBOOK"] = r.spec.name
         shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in r.parameters.items())
@@ -583,13 +445,13 @@ def run_notebooks(config: Config, profile: str | None = None, overrides: dict | 
         except NotebookFailed:
             entry.update(status="failed", seconds=round(time.perf_counter() - start, 2), finished=_now())
             update_timings(build_dir, {r.spec.name: entry}, profile)
-            echo(f"{counter} FAILED after {_duration(entry['seconds'])}")
+            echo(f"{counter} FAILED after {format_duration(entry['seconds'])}")
             raise
         entry.update(status="ok", seconds=round(seconds, 2), finished=_now())
         update_timings(build_dir, {r.spec.name: entry}, profile)
-        echo(f"{counter} done in {_duration(seconds)}")
+        echo(f"{counter} done in {format_duration(seconds)}")
         results.append(RunResult(r.spec.name, output, seconds, "ok"))
-    echo(f"brainattr: {len(results)} notebook(s) done in {_duration(time.perf_counter() - started)}")
+    echo(f"brainattr: {len(results)} notebook(s) done in {format_duration(time.perf_counter() - started)}")
     return results
 
 
@@ -643,221 +505,6 @@ def sync_toc(config: Config) -> bool:
     return True
 
 
-#: Per-stage cost records of the notebooks' runs (JSON lines, see :func:`brainattr.cache.log_stage`).
-STAGE_LOG = "stages.jsonl"
-
-#: The paper's Appendix J, hours on one H100, per stage (for the compute table).
-PAPER_HOURS = {"feature extraction": "≈ 2 h (5 models × 2 datasets)", "encoding": "≈ 219 h",
-               "attribution (gxi)": "≈ 1,501 h (BA); NWP ≈ 3.6 h", "attribution (ig)": "≈ 329 h"}
-
-
-def _forget_stages(path: Path, notebook: str) -> None:
-    """Drop one notebook's records from the stage log (atomically), before it runs again."""
-    records = read_stage_log(path)
-    if not any(r.get("notebook") == notebook for r in records):
-        return
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records if r.get("notebook") != notebook))
-
-
-def stages_markdown(build_dir: Path) -> str:
-    """What each pipeline stage cost in the latest run of every notebook, beside the paper's Appendix J.
-
-    Parameters
-    ----------
-    build_dir : Path
-        The build folder holding the stage log (:data:`STAGE_LOG`).
-
-    Returns
-    -------
-    str
-        A Markdown table: stage, seconds in this run, seconds per unit (layer, fit or subject-TR),
-        the notebooks that computed it, and the paper's hours (:data:`PAPER_HOURS`).
-    """
-    records = [r for r in read_stage_log(Path(build_dir) / STAGE_LOG) if r.get("stage") != VERDICT_STAGE]
-    if not records:
-        return "*No stage was computed in the recorded runs (everything came from the cache).*\n"
-    rows = {}
-    for r in records:
-        # attribution rows per method and context; the paper's hours are per method
-        paper_key = r["stage"] if r["stage"] != "attribution" else f"attribution ({r.get('method')})"
-        key = paper_key if r["stage"] != "attribution" else \
-            f"attribution ({r.get('method')}, {r.get('context')}-word context)"
-        row = rows.setdefault(key, {"seconds": 0.0, "events": 0, "units": 0, "notebooks": set(),
-                                    "paper": PAPER_HOURS.get(paper_key, "")})
-        row["seconds"] += float(r["seconds"])
-        row["events"] += 1
-        # an attribution unit is one TR of one subject (a pass shared by subjects counts each)
-        row["units"] += int(r.get("trs") or r.get("layers") or 0) * int(r.get("subjects") or 1) \
-            if r["stage"] != "encoding" else 1
-        row["notebooks"].add(r.get("notebook") or "?")
-    unit = {"feature extraction": "layer", "encoding": "fit"}
-    lines = ["| Stage | This run | Per unit | Notebooks | The paper (one H100) |", "|---|---|---|---|---|"]
-    for key in sorted(rows):
-        row = rows[key]
-        u = unit.get(key, "subject-TR")
-        per = f"{row['seconds'] / row['units']:.2f} s per {u}" if row["units"] else ""
-        lines.append(f"| {key} | {row['seconds']:.0f} s ({row['events']} runs) | {per} | "
-                     f"{', '.join(sorted(row['notebooks']))} | {row['paper']} |")
-    return "\n".join(lines) + "\n"
-
-
-def verdicts_markdown(build_dir: Path) -> str:
-    """Every verdict of the latest run of every notebook, as the chapters computed them.
-
-    Parameters
-    ----------
-    build_dir : Path
-        The build folder holding the stage log (:data:`STAGE_LOG`), where
-        :func:`brainattr.pipeline.verdict_table` leaves one record per verdict.
-
-    Returns
-    -------
-    str
-        A Markdown table: chapter, claim, this run's estimate with its 95 % CI, the null, the
-        paper's statement and figure, and the verdict.
-    """
-    records = [r for r in read_stage_log(Path(build_dir) / STAGE_LOG) if r.get("stage") == VERDICT_STAGE]
-    if not records:
-        return "*No verdict was recorded: run the chapters (`brainattr run-all`) to fill this table.*\n"
-
-    def number(x):
-        return "—" if x is None or x != x else f"{float(x):.3g}"
-
-    lines = ["| Chapter | Claim | This run [95 % CI] | Null | The paper | Verdict |", "|---|---|---|---|---|---|"]
-    for r in sorted(records, key=lambda r: (str(r.get("notebook")), str(r.get("claim_id")))):
-        ci = f" [{number(r.get('ci_low'))}, {number(r.get('ci_high'))}]"
-        lines.append(f"| {r.get('notebook') or '?'} | {r.get('claim')} (`{r.get('claim_id')}`) | "
-                     f"{number(r.get('estimate'))}{ci} | {number(r.get('null'))} | {r.get('paper')} "
-                     f"({r.get('figure')}) | **{r.get('verdict')}** |")
-    return "\n".join(lines) + "\n"
-
-
-def timings_markdown(build_dir: Path, names: list[str] | None = None) -> str:
-    """The compute table (from ``timings.json``) as Markdown.
-
-    Parameters
-    ----------
-    build_dir : Path
-        The build folder holding ``timings.json``.
-    names : list of str, optional
-        The notebooks to list, in order (default: every one recorded); one not recorded is "not run".
-
-    Returns
-    -------
-    str
-        The host, then a table of notebook, profile (and overrides), status and wall time, with the total.
-    """
-    path = Path(build_dir) / "timings.json"
-    if not path.is_file():
-        return "*No timings recorded yet: run `python -m brainattr run-all`.*\n"
-    data = json.loads(path.read_text())
-    host = data.get("host", {})
-    lines = [f"Measured on {host.get('cpus', '?')} CPU core(s), {host.get('platform', '?')}, "
-             f"Python {host.get('python', '?')}; last updated {data.get('updated', '?')}.", "",
-             "| Notebook | Profile | Status | Wall time |", "|---|---|---|---|"]
-    total = 0.0
-    recorded = data.get("notebooks", {})
-    for name in (names if names is not None else list(recorded)):
-        if name not in recorded:
-            lines.append(f"| `{name}` | | not run | |")
-            continue
-        e = recorded[name]
-        secs = float(e.get("seconds") or 0)
-        total += secs
-        extra = "".join(f" `{k}={json.dumps(v)}`" for k, v in (e.get("overrides") or {}).items())
-        lines.append(f"| `{name}` | `{e.get('profile', '?')}`{extra} | {e.get('status', '?')} | "
-                     f"{secs / 60:.1f} min ({secs:.0f} s) |")
-    lines.append(f"| **total** | | | **{total / 60:.1f} min** |")
-    return "\n".join(lines) + "\n"
-
-
-#: Committed benchmark results (JSON written by ``benchmarks/bench_*.py``), relative to the repository.
-BENCHMARK_RESULTS = Path("benchmarks") / "results"
-
-
-def benchmarks_markdown(results_dir: Path) -> str:
-    """The committed attribution and ridge benchmark results as Markdown tables (for App. J).
-
-    Parameters
-    ----------
-    results_dir : Path
-        Folder of ``bench_attribution*.json`` and ``bench_ridge*.json`` files.
-
-    Returns
-    -------
-    str
-        One Markdown table per kind of benchmark, or a sentence saying none is committed.
-    """
-    results_dir = Path(results_dir)
-    attribution = [json.loads(p.read_text()) for p in sorted(results_dir.glob("bench_attribution*.json"))]
-    ridge = [json.loads(p.read_text()) for p in sorted(results_dir.glob("bench_ridge*.json"))]
-    if not attribution and not ridge:
-        return "*No benchmark results are committed yet: run the scripts in `benchmarks/`.*\n"
-    lines = []
-
-    def where(r):
-        m = r["machine"]
-        return m.get("gpu") or f"CPU, {m.get('threads', '?')} threads"
-    if attribution:
-        lines += ["| Model | Device | Precision | Context (tokens / TR) | Subjects | Ceiling fwd+bwd | BA GxI | "
-                  "BA GxI / ceiling | NWP GxI / ceiling | Shared pass, per subject-TR | vs one call per subject | "
-                  "Naive captum loop | Ours vs naive | IG per TR | "
-                  "Paper's GxI for this model at this context, on this device |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in attribution:
-            s, t, sec, x = r["setup"], r["tokens_per_second"], r["seconds_per_subject_tr"], r["extrapolation"]
-            ratio = r["ratios"]
-            nwp = f"{ratio['nwp_gxi_over_ceiling']:.2f}×" if "nwp_gxi_over_ceiling" in ratio else "not measured"
-            lines.append(
-                f"| {s['model']} (layer {s['layer']}/{s['n_layers']}) | {where(r)} | {s['precision']} | "
-                f"{s['context']} words ({s['tokens'] / s['trs']:.0f}) | {s['subjects']} | "
-                f"{t['ceiling_fwd_bwd']:,.0f} tok/s | {t['ours_ba_gxi']:,.0f} tok/s | "
-                f"{ratio['ba_gxi_over_ceiling']:.2f}× | {nwp} | {sec['ours_subjects_shared']:.3g} s | "
-                f"{ratio['subjects_shared_speedup']:.2f}× faster | {sec['naive_ba_gxi']:.3g} s | "
-                f"{ratio['shared_vs_naive_speedup']:.1f}× | {sec['ours_ig']:.3g} s | "
-                f"{x['paper_gxi_hours_for_this_model']:,.0f} h |")
-        lines.append("")
-    if ridge:
-        lines += ["| Ridge fit | Device | Backend, dtype | Voxels × features × TRs | Outer × inner folds, penalties | "
-                  "Wall time |", "|---|---|---|---|---|---|"]
-        for r in ridge:
-            s = r["setup"]
-            lines.append(f"| leave-one-run-out, per-voxel λ | {where(r)} | {s['backend']}, {s['dtype']} | "
-                         f"{s['voxels']:,} × {s['design_columns']:,} × {s['trs']:,} | {s['outer_folds']} × "
-                         f"{s['inner_folds']}, {s['alphas']} | {r['seconds']['fit']:.1f} s |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def write_book_inputs(config: Config, build_dir: Path | None = None) -> list[Path]:
-    """Write the generated pages the book includes: parameters, timings, stage costs, benchmarks.
-
-    Parameters
-    ----------
-    config : Config
-    build_dir : Path, optional
-        Where the pages go (default: params.yml's build folder).
-
-    Returns
-    -------
-    list of Path
-        ``parameters.md``, ``timings.md``, ``stages.md``, ``verdicts.md`` and ``benchmarks.md``, each
-        written atomically.
-    """
-    build_dir = Path(build_dir or config.build_dir)
-    written = []
-    for name, text in (("parameters.md", parameter_reference(config)),
-                       ("timings.md", timings_markdown(build_dir, config.names)),
-                       ("stages.md", stages_markdown(build_dir)),
-                       ("verdicts.md", verdicts_markdown(build_dir)),
-                       ("benchmarks.md", benchmarks_markdown(config.root / BENCHMARK_RESULTS))):
-        path = build_dir / name
-        with atomic_path(path) as tmp:
-            tmp.write_text(text)
-        written.append(path)
-    return written
-
 
 def check_executed(config: Config, build_dir: Path | None = None) -> None:
     """Make sure every notebook has a successfully executed copy (for ``book --no-run``).
@@ -877,7 +524,7 @@ def check_executed(config: Config, build_dir: Path | None = None) -> None:
                               f"first (or `book` without --no-run).")
 
 
-def build_html(config: Config, strict: bool = True, echo=_say) -> Path:
+def build_html(config: Config, strict: bool = True, echo=say) -> Path:
     """Build the HTML book with Jupyter Book 1 (execution off).
 
     Parameters
@@ -916,7 +563,7 @@ def build_html(config: Config, strict: bool = True, echo=_say) -> Path:
 
 
 def build_book(config: Config, profile: str | None = None, overrides: dict | None = None, run: bool = True,
-               strict: bool = True, log_output: bool = False, timeout: float | None = None, echo=_say,
+               strict: bool = True, log_output: bool = False, timeout: float | None = None, echo=say,
                progress: bool | None = None, heartbeat: float | None = HEARTBEAT_S) -> Path:
     """Run every notebook, write the generated pages, sync the table of contents, build the HTML.
 
