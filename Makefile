@@ -20,12 +20,18 @@ MATHJAX_VERSION := 3.2.2
 MATHJAX_DIR     := book/_static/mathjax
 MATHJAX         := $(MATHJAX_DIR)/tex-mml-chtml.js
 
-.PHONY: install book mathjax check-book test test-medium test-fast clean distclean
+# WordNet 3.0 (Debian's wordnet-base, ~28 MB): the simulated subjects' semantic space
+# (brainattr.data.wordnet). Installed with apt when missing (as root, or with password-less sudo);
+# otherwise the message says how, and $$BRAINATTR_WORDNET may point to any WordNet 3.0 dict folder.
+WORDNET ?= /usr/share/wordnet
+
+.PHONY: wordnet install book mathjax check-book test test-medium test-fast clean distclean
 
 install: $(STAMP)
 
 # CPU torch goes first (the local CPU wheel); otherwise a dependency could pull the multi-GB CUDA build.
 $(STAMP): pyproject.toml Makefile $(addsuffix /pyproject.toml,$(NODEPS))
+	@$(MAKE) --no-print-directory wordnet
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install torch==2.13.0
 	$(BIN)/python -m pip install -e ".[book,test]"
@@ -35,6 +41,16 @@ $(STAMP): pyproject.toml Makefile $(addsuffix /pyproject.toml,$(NODEPS))
 book: install mathjax
 	$(BIN)/python -m brainattr book --profile $(PROFILE)
 	@echo "Open _build/html/index.html"
+
+wordnet:
+	@if [ -n "$$BRAINATTR_WORDNET" ] || [ -f $(WORDNET)/data.noun ]; then :; else \
+		echo "== installing Debian's wordnet-base (WordNet 3.0, the simulated subjects' semantic space) =="; \
+		sudo=""; if [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; fi; \
+		{ $$sudo apt-get install -y --no-install-recommends wordnet-base >/tmp/brainattr-wordnet.log 2>&1 \
+		  || { $$sudo apt-get update -q && $$sudo apt-get install -y --no-install-recommends wordnet-base; } \
+		     >>/tmp/brainattr-wordnet.log 2>&1; } \
+		|| echo "WARNING: could not install wordnet-base; run 'sudo apt-get install wordnet-base' (or set BRAINATTR_WORDNET to a WordNet 3.0 dict folder): the built-in simulated subjects need it." >&2; \
+	fi
 
 mathjax: $(MATHJAX)
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from brainattr import features as F
-from brainattr.lm import make_tiny_model, word_token_spans
+from brainattr.lm import make_tiny_model, special_prefix, word_token_spans
 
 pytestmark = pytest.mark.medium  # tiny language models (see conftest.py)
 
@@ -28,7 +28,8 @@ def test_exact_mode_matches_a_direct_forward_over_each_window(tiny_lm, small_sti
     ids, spans = word_token_spans(words, tiny_lm.tokenizer)
     out = F.extract_word_embeddings(tiny_lm, words, [3], context=10, pooling="mean", mode="exact", progress=False)
     i = 45
-    window = torch.as_tensor(ids[spans[i - 10, 0]:spans[i, 1]])[None]
+    # the window starts with the model's start token (this tokenizer adds no BOS), as every window does
+    window = torch.as_tensor(np.concatenate([special_prefix(tiny_lm.tokenizer), ids[spans[i - 10, 0]:spans[i, 1]]]))[None]
     hs = tiny_lm.model(window, output_hidden_states=True).hidden_states[3][0]
     n = spans[i, 1] - spans[i, 0]
     np.testing.assert_allclose(out[0, i], hs[-n:].mean(0).detach().numpy(), atol=1e-5)

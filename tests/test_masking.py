@@ -193,9 +193,10 @@ def test_sweep_table_and_its_unmasked_baselines(setup):
     pred, loss = M.evaluate_windows(lm, ds, enc, LAYER, trs, context=10)
     base = out.groupby("target").baseline.agg(["min", "max"])
     assert base["min"].equals(base["max"])                              # one unmasked evaluation for every row
-    assert base.loc["nwp", "min"] == pytest.approx(loss.mean(), rel=1e-9)
+    # (the sweep runs each window alone, evaluate_windows pads a batch: equal up to float rounding)
+    assert base.loc["nwp", "min"] == pytest.approx(loss.mean(), rel=1e-6)
     r = M.masked_scores(pred, ds, enc, trs, A.voxel_mask("all", ds, enc))
-    assert base.loc["ba_r", "min"] == pytest.approx(r.mean(), abs=1e-9)
+    assert base.loc["ba_r", "min"] == pytest.approx(r.mean(), abs=1e-6)
     top = out[(out.selection == "top BA") & (out.sign == "abs") & (out.k == 2) & (out.target == "nwp")].iloc[0]
     rows = per_tr[(per_tr.selection == "top BA") & (per_tr.sign == "abs") & (per_tr.k == 2)]
     none = per_tr[per_tr.selection == "none"]
@@ -262,3 +263,199 @@ def test_sweep_takes_given_blocks_and_leaves_out_trs(setup):
     assert (out.n_trs == (ids >= 0).sum()).all() and (out.n_blocks == ids.max() + 1).all()
     with pytest.raises(ValueError, match="unknown blocks 'runs'"):
         M.masking_sweep(lm, ds, enc, LAYER, t[("ba", "gxi")], t[("nwp", "gxi")], blocks="runs", **kw)
+
+
+# ---------------------------------------------------------------- many maskings of one window, the paper's 1 %
+def _block0_calls(lm):
+    """The (batch, tokens) of every call of the first decoder block, and the hook's handle."""
+    from brainattr.lm import decoder_layers
+
+    calls = []
+    handle = decoder_layers(lm.model)[0].register_forward_pre_hook(
+        lambda m, args, kwargs: calls.append(tuple((args[0] if args else kwargs["hidden_states"]).shape[:2])),
+        with_kwargs=True)
+    return calls, handle
+
+
+def test_reusing_the_unmasked_prefix_equals_full_passes(setup):
+    lm, ds, enc, _ = setup
+    trs = enc.test_trs[1][[0, 3, 6]]
+    windows = {int(t): A.tr_window(ds.stimulus, enc, int(t), 10) for t in trs}
+    last = {tr: {w.end - 1: "zebra"} for tr, w in windows.items()}                    # the most recent word
+    first = {tr: {w.start: "zebra"} for tr, w in windows.items()}                     # the oldest word
+    some = {tr: {w.start + 3: "zebra", w.end - 2: "and"} for tr, w in windows.items()}
+    variants = [{}, last, first, some, {int(trs[0]): {windows[int(trs[0])].end - 1: "zebra"}}]
+    assert M._cache_keyword(lm.model) is not None                                      # the reuse path runs here
+    pred, loss = M.evaluate_variants(lm, ds, [enc, enc], LAYER, trs, variants, context=10)
+    ref_pred, ref_loss = M.evaluate_variants(lm, ds, [enc], LAYER, trs, variants, context=10, reuse_prefix=False)
+    assert len(pred) == 2 and pred[0].shape == (len(variants), 3, enc.n_voxels) and loss.shape == (len(variants), 3)
+    np.testing.assert_allclose(pred[0], ref_pred[0], atol=1e-5)
+    np.testing.assert_allclose(pred[1], pred[0])                                       # both encodings read one pass
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+    assert not np.allclose(pred[0][1], pred[0][0]) and not np.allclose(loss[2], loss[0])  # the maskings do change them
+    np.testing.assert_allclose(pred[0][4, 1:], pred[0][0, 1:], atol=1e-6)              # TRs without a masked word
+    one, one_loss = M.evaluate_windows(lm, ds, enc, LAYER, trs, context=10, replacements=some)
+    np.testing.assert_allclose(one, ref_pred[0][3], atol=1e-6)
+    np.testing.assert_allclose(one_loss, ref_loss[3], rtol=1e-6)
+
+
+def test_masking_the_most_recent_word_runs_only_the_last_tokens(setup):
+    lm, ds, enc, _ = setup
+    trs = enc.test_trs[1][[0, 3, 6]]
+    last = {int(t): {A.tr_window(ds.stimulus, enc, int(t), 10).end - 1: "zebra"} for t in trs}
+    calls, handle = _block0_calls(lm)
+    try:
+        M.evaluate_variants(lm, ds, [enc], LAYER, trs, [{}, last], context=10)
+    finally:
+        handle.remove()
+    assert len(calls) == 2 * len(trs) and all(b == 1 for b, _ in calls)   # per TR: the window, then its masking
+    for (_, window), (_, masked) in zip(calls[::2], calls[1::2]):
+        assert masked < window / 3, calls                                  # the masked word and the next word only
+
+
+def test_sliding_window_models_run_every_masking_in_full():
+    from brainattr.lm import make_tiny_model
+
+    assert M._cache_keyword(make_tiny_model("gemma3").model) is None       # its cache drops keys beyond the window
+    assert M._cache_keyword(make_tiny_model("mamba").model) is None        # a recurrent state, no keys to keep
+    assert M._cache_keyword(make_tiny_model("qwen2").model) is not None
+
+
+def test_share_of_each_window_in_words():
+    table = _synthetic_table(n_trs=3, n_words=20)
+    assert M.share_k(table, 0.1) == {100: 2, 101: 2, 102: 2}
+    assert M.share_k(table, 0.01) == {100: 1, 101: 1, 102: 1}                     # at least one word
+    long = pd.DataFrame({"tr": 5, "word_index": np.arange(700), "position": np.arange(700)[::-1],
+                         "attribution": 1.0})
+    assert M.share_k(long, M.PAPER_SHARE) == {5: 7}                               # 0.01 x 700 is 7, not 8
+    assert M.share_k(long.iloc[:656], M.PAPER_SHARE) == {5: 7}                    # 6.56 words: 7
+    for bad in (0, 1, 2, -0.5, 7):
+        with pytest.raises(ValueError, match="share must be a fraction in"):
+            M.share_k(table, bad)
+    per_tr = {100: 1, 101: 3}
+    top = M.top_k_words(table, per_tr)
+    assert {tr: len(v) for tr, v in top.items()} == {100: 1, 101: 3, 102: 0}
+
+
+def test_plans_of_a_share_mask_that_share_of_each_window():
+    ba = _synthetic_table(n_trs=6, n_words=40)
+    short = ba[~((ba.tr == 100) & (ba.position >= 15))]                         # TR 100's window: 15 words
+    plans = M.masking_plans(short, short, ks=(0.1, 2), signs=("abs",))
+    share_plans = [p for p in plans if p["share"] == 0.1]
+    assert len(share_plans) == 2 * 3 and all(p["k"] == 4 for p in share_plans)   # k: the count of a full window
+    assert all(np.isnan(p["share"]) and p["k"] == 2 for p in plans if p not in share_plans)
+    for p in share_plans:
+        sel, _ = p["draws"][0]
+        assert {tr: len(v) for tr, v in sel.items()} == {100: 2, **{100 + i: 4 for i in range(1, 6)}}
+    for bad in (0, 1.5, -1):
+        with pytest.raises(ValueError, match="neither a number of words"):
+            M.masking_plans(short, short, ks=(bad,))
+
+
+def test_sweep_over_several_subjects_averages_them(setup):
+    lm, ds, enc, _ = setup
+    trs = enc.test_trs[1][:6]
+    t, = A.compute_attributions(lm, [ds], [enc], LAYER, trs, A.AttributionSettings(context=10), progress=False)
+    kw = dict(ks=(1, 0.1), signs=("abs",), context=10, voxel_set="all", n_boot=100)
+    one = M.masking_sweep(lm, ds, enc, LAYER, t[("ba", "gxi")], t[("nwp", "gxi")], **kw)
+    two = M.masking_sweep(lm, [ds, ds], [enc, enc], LAYER, [t[("ba", "gxi")]] * 2, t[("nwp", "gxi")], **kw)
+    assert (one.n_subjects == 1).all() and (two.n_subjects == 2).all()
+    cols = ["baseline", "value", "effect", "ci_low", "ci_high", "relative", "n_masked"]
+    np.testing.assert_allclose(two[cols].to_numpy(float), one[cols].to_numpy(float), rtol=1e-9)   # twice the same
+    assert set(one.share.dropna()) == {0.1}
+    with pytest.raises(ValueError, match="one encoding and one BA table per dataset"):
+        M.masking_sweep(lm, [ds, ds], [enc], LAYER, [t[("ba", "gxi")]] * 2, t[("nwp", "gxi")], **kw)
+
+
+def test_masking_by_sign_panels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from brainattr.plots.masking import masking_by_sign
+
+    rows = []
+    for task in ("ba", "nwp"):
+        for sign, shift in (("abs", 0.0), ("pos", -0.05), ("neg", 0.05)):
+            for sel, rel in ((f"top {task.upper()}", 0.2), ("random same positions", 0.1), ("random anywhere", 0.0)):
+                for target in ("nwp", "ba_r"):
+                    r = rel + shift
+                    rows.append(dict(masked_task=task, selection=sel, sign=sign, target=target, relative=r,
+                                     rel_ci_low=r - 0.01, rel_ci_high=r + 0.01))
+    fig = masking_by_sign(pd.DataFrame(rows), title="640 words")
+    assert len(fig.axes) == 4
+    assert [ax.get_title() for ax in fig.axes] == ["640 words: masking BA's top words",
+                                                   "640 words: masking NWP's top words"] * 2
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["magnitude", "most positive", "most negative"]
+    top = ax.containers[0].lines[0]                                  # the top words' points, in %
+    np.testing.assert_allclose(top.get_ydata(), [20.0, 15.0, 25.0])
+    assert ax.get_ylabel() == "NWP cross-entropy: % change"
+
+
+def _summary(share=np.nan, n_blocks=10, k=7):
+    """A masking summary by magnitude: the top words' and the controls' relative changes, with CIs."""
+    rel = {("nwp", "top NWP", "nwp"): (1.2, 0.9, 1.5), ("nwp", "random same positions", "nwp"): (0.8, 0.6, 1.0),
+           ("ba", "top BA", "ba_r"): (-0.3, -0.5, -0.1), ("ba", "random same positions", "ba_r"): (-0.2, -0.4, 0.0)}
+    rows = [dict(masked_task=t, selection=sel, sign="abs", k=k, target=tgt, relative=r, rel_ci_low=lo, rel_ci_high=hi,
+                 n_blocks=n_blocks, share=share) for (t, sel, tgt), (r, lo, hi) in rel.items()]
+    return pd.DataFrame(rows)
+
+
+def test_masking_verdict_rows_and_control_gaps():
+    from brainattr import pipeline
+
+    both = pd.concat([_summary(), _summary(share=0.01)], ignore_index=True)
+    rows = pipeline.masking_verdict_rows(both, k=0.01, label="640 words: ")
+    (nwp_id, nwp, nwp_null, nwp_label), (ba_id, ba, ba_null, ba_label) = rows
+    assert (nwp_id, ba_id) == ("masking-nwp-ce", "masking-ba-r")
+    assert nwp == pytest.approx({"estimate": 2.2, "ci_low": 1.9, "ci_high": 2.5, "n_blocks": 10}) and nwp_null == 1.8
+    assert ba == pytest.approx({"estimate": -30, "ci_low": -50, "ci_high": -10, "n_blocks": 10}) and ba_null == -20
+    assert nwp_label == "640 words: top 1 % NWP words: NWP loss / unmasked"
+    assert pipeline.masking_verdict_rows(both, k=7)[0][3] == "top 7 NWP words: NWP loss / unmasked"
+    table = pipeline.verdict_table(rows)
+    assert list(table.verdict) == ["reproduced", "not reproduced"]      # CI reaches 2; BA's CI holds the control
+    gaps = pipeline.masking_control_gaps(_summary()).set_index("task")
+    assert gaps.loc["NWP", "beyond_control"] and not gaps.loc["BA", "beyond_control"]
+    assert gaps.loc["NWP", "top"] == pytest.approx(120) and gaps.loc["BA", "control"] == pytest.approx(-20)
+    no_ci = _summary().assign(rel_ci_low=np.nan, rel_ci_high=np.nan)
+    assert pipeline.masking_control_gaps(no_ci).beyond_control.isna().all()
+    assert set(pipeline.verdict_table(pipeline.masking_verdict_rows(no_ci)).verdict) == {"not comparable"}
+    with pytest.raises(ValueError, match="no rows by magnitude at k = 4"):
+        pipeline.masking_verdict_rows(both, k=4)
+
+
+def test_too_few_blocks_give_no_ci(setup):
+    lm, ds, enc, _ = setup
+    trs = enc.test_trs[1][:6]
+    t, = A.compute_attributions(lm, [ds], [enc], LAYER, trs, A.AttributionSettings(context=10), progress=False)
+    kw = dict(ks=(1,), signs=("abs",), tasks=("nwp",), context=10, voxel_set="all", n_boot=50, blocks="trs")
+    out = M.masking_sweep(lm, ds, enc, LAYER, t[("ba", "gxi")], t[("nwp", "gxi")], **kw)
+    n = int(out.n_blocks.iloc[0])
+    assert n == 6 and out.ci_low.notna().all()
+    out = M.masking_sweep(lm, ds, enc, LAYER, t[("ba", "gxi")], t[("nwp", "gxi")], min_blocks=n + 1, **kw)
+    assert out.ci_low.isna().all() and out.rel_ci_high.isna().all() and out.effect.notna().all()
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma", "qwen2", "falcon-classic", "zamba2"])
+def test_a_kept_prefix_continues_exactly_in_every_family(arch):
+    import torch
+    from transformers import DynamicCache
+
+    from brainattr.lm import make_tiny_model
+
+    lm = make_tiny_model(arch)
+    keyword = M._cache_keyword(lm.model)
+    if keyword is None:                                     # Zamba2: every masking runs in full
+        assert arch == "zamba2"
+        return
+    emb = lm.model.get_input_embeddings()(torch.randint(5, 100, (1, 12), generator=torch.Generator().manual_seed(0)))
+    with torch.no_grad():
+        cache = DynamicCache()
+        M._forward(lm.model, 2, emb, cache=cache, keyword=keyword)
+        assert M._continuable(cache)
+        states, final = M._forward(lm.model, 2, emb[:, 5:], cache=M._cache_prefix(cache, 5), keyword=keyword)
+        ref_states, ref_final = M._forward(lm.model, 2, emb)
+        lens, _ = M._forward(lm.model, 2, emb[:, 5:], cache=M._cache_prefix(cache, 5), keyword=keyword, final=False)
+    torch.testing.assert_close(states, ref_states[:, 5:], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(final, ref_final[:, 5:], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(lens, ref_states[:, 5:], atol=1e-5, rtol=1e-4)

@@ -267,3 +267,29 @@ def test_verdicts_reach_the_figures_index_through_the_stage_log(tmp_path, monkey
     # verdicts are not stages: the compute page's table of stage costs ignores them
     assert "verdict" not in pages.stages_markdown(tmp_path)
     assert "No verdict was recorded" in pages.verdicts_markdown(tmp_path / "empty")
+
+
+def test_chapter_tables_by_model_primary_first_others_on_fewer_trs_and_groups(tiny_lm, data, chapter):
+    chs = pipeline.chapter_tables_by_model(["tiny-random-falcon", "tiny-random"], model="tiny-random", data=data,
+                                           lm=tiny_lm, layer_step=1, n_trs=3, other_n_trs=2, other_groups=["middle"],
+                                           progress=False, **KW)
+    assert list(chs) == ["tiny-random", "tiny-random-falcon"]          # the primary first, no repeat
+    main, other = chs["tiny-random"], chs["tiny-random-falcon"]
+    assert main.lm is tiny_lm and other.data is data                   # subjects loaded once
+    pd.testing.assert_frame_equal(main.tables, chapter.tables)         # the primary as chapter_tables alone
+    assert list(other.groups) == ["middle"] and other.gxi.tr.nunique() == 2 and other.lm.name == "tiny-random-falcon"
+    long = pipeline.model_tables(chs)
+    assert list(long.model.cat.categories) == ["tiny-random", "tiny-random-falcon"]
+    assert set(long.task) == {"ba", "nwp", pipeline.LENS_TASK}
+    assert long.groupby("model", observed=True).tr.nunique().to_dict() == {"tiny-random": 3, "tiny-random-falcon": 2}
+    # given layers are the primary's: the other model keeps its best layers
+    given = pipeline.chapter_tables_by_model(["tiny-random", "tiny-random-falcon"], data=data, layers=[1], n_trs=2,
+                                             layer_step=1, groups=("middle",), progress=False, **KW)
+    assert given["tiny-random"].groups == {"layer 1": 1} and list(given["tiny-random-falcon"].groups) == ["middle"]
+    assert not pipeline.model_tables(given, logit_lens=False).task.eq(pipeline.LENS_TASK).any()
+    only_main = pipeline.model_tables(given, logit_lens=["tiny-random"])
+    assert set(only_main[only_main.task == pipeline.LENS_TASK].model) == {"tiny-random"}
+    with pytest.raises(ValueError, match="not among the models"):
+        pipeline.model_tables(given, logit_lens=["gpt-2"])
+    with pytest.raises(ValueError, match="needs at least one model"):
+        pipeline.chapter_tables_by_model([], data=data)

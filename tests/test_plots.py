@@ -166,12 +166,23 @@ def test_ig_paths():
     assert len(fig.axes[0].get_lines()[0].get_xdata()) == 3   # alpha = 0 left out of the log axis
 
 
-def test_recovery_boxes_keeps_the_sources_present():
-    rec = pd.DataFrame({"source": ["BA (GxI)"] * 4 + ["BA shuffled"] * 4, "subject": ["sub-01", "sub-02"] * 4,
-                        "value": np.linspace(-0.1, 0.4, 8)})
-    ax = plots.recovery_boxes(rec)
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["BA (GxI)", "BA shuffled"]
-    assert ax.get_legend().get_title().get_text() == "subject"
+def test_recovery_bars_ladder_and_noise_curve():
+    idx = pd.MultiIndex.from_product([["BA (GxI)", "NWP (GxI)"], ["per_tr", "position_prior", "word_identity",
+                                                                  "precision_at_k", "precision_at_k_prior"]],
+                                     names=["source", "score"])
+    scores = pd.DataFrame({"estimate": 0.3, "ci_low": 0.2, "ci_high": 0.4, "null": 0.05, "null_high": 0.1},
+                          index=idx)
+    fig = plots.recovery_bars(scores)
+    assert [a.get_title() for a in fig.axes][1] == "word identity (position held fixed)"
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["BA (GxI)", "NWP (GxI)"]
+    ladder = pd.concat({r: scores.loc["BA (GxI)"] for r in ("i. oracle", "vi. pipeline")}, names=["rung"])
+    ax = plots.ladder_bars(ladder)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["i. oracle", "vi. pipeline"]
+    sweep = pd.DataFrame({"noise": [1.0, 5.0, 1.0, 5.0], "target": ["prediction"] * 2 + ["mse_measured"] * 2,
+                          "mean_true_r": [0.6, 0.2] * 2, "held_out_r": 0.1, "estimate": [0.9, 0.8, 0.6, 0.3],
+                          "ci_low": 0.0, "ci_high": 1.0})
+    ax = plots.noise_curve(sweep)
+    assert _line_labels(ax) == ["oracle, prediction", "oracle, mse measured"]
 
 
 # ------------------------------------------------------------------------------ chapter 4
@@ -348,3 +359,87 @@ def test_functions_draw_on_given_axes():
     assert plots.alignment_by_layer(_per_subject(), "tiny", ax=ax) is ax
     fig, axes = plt.subplots(1, 3)
     assert plots.spread_panels(_sizes(), GROUPS, axes=axes) is fig
+
+
+# ------------------------------------------------------------------------------ chapters 4-6, one panel per model
+def _iou_by_model():
+    one = _iou().assign(position_null_iou=lambda d: d["random_iou"] + 0.01)
+    two = one[one.layer_group == "middle"].assign(iou=lambda d: d["iou"] + 0.2)
+    return pd.concat([one.assign(model="model-a"), two.assign(model="model-b")], ignore_index=True)
+
+
+def test_pool_models_weighs_each_model_the_same():
+    df = pd.DataFrame({"model": ["a"] * 3 + ["b"], "t": [1, 1, 2, 1], "v": [1.0, 3.0, 5.0, 10.0]})
+    pooled = plots.pool_models(df, "v", ["t"])
+    assert set(pooled.model) == {plots.ALL_MODELS}
+    assert pooled.set_index(["source_model", "t"]).v.to_dict() == {("a", 1): 2.0, ("a", 2): 5.0, ("b", 1): 10.0}
+    assert pooled.groupby("t").v.mean()[1] == 6.0           # (2 + 10) / 2, not (1 + 3 + 10) / 3
+
+
+def test_iou_by_model_one_panel_per_model_and_the_pooled_one():
+    fig = plots.iou_by_model(_iou_by_model(), model_order=["model-b", "model-a", "absent"], paper_iou=0.16)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == ["model-b (2 TRs)", "model-a (2 TRs)", "all models (2: mean over models, middle)"]
+    b, a, pooled = fig.axes[:3]
+    assert "position-preserving null" in _legend_texts(a) and "random sets of the same sizes" in _legend_texts(a)
+    assert any(np.allclose(line.get_ydata(), 0.16) for line in a.get_lines())   # the paper's line
+    assert [t.get_text() for t in a.get_legend().get_texts()][:3] == ["early", "middle", "late"]  # by depth
+    assert "the paper, t = 10 %: 0.16" in _legend_texts(pooled) and "the paper, t = 10 %: 0.16" not in _legend_texts(a)
+    mean = next(line for line in pooled.get_lines() if line.get_label() == "BA vs NWP, mean over models")
+    # the group both have (middle): model-a's, model-b's (+0.2); pooled: the mean of the two
+    np.testing.assert_allclose(mean.get_ydata(), (0.1 + np.array([0.1, 0.5, 0.98]) / 2) + 0.1)
+    assert {line.get_label() for line in pooled.get_lines()} >= {"model-a", "model-b"}
+    with pytest.raises(ValueError, match="none of the models"):
+        plots.iou_by_model(_iou_by_model(), model_order=["other"])
+
+
+def test_model_grid_wraps_and_hides_the_unused_panels():
+    fig, axes = plots.model_grid(7, ncols=3)
+    assert len(axes) == 7 and len(fig.axes) == 9 and sum(ax.get_visible() for ax in fig.axes) == 7
+    plt.close("all")
+    fig, axes = plots.model_grid(2, ncols=3)
+    assert len(fig.axes) == 2                                  # one row of 2, not 3
+    with pytest.raises(ValueError, match="3 panels need 3 axes"):
+        plots.model_grid(3, axes=axes)
+
+
+def test_position_profiles_by_model_lines_per_model_and_pooled():
+    rows = []
+    for model, shift, lgs in (("model-a", 0.0, ["early", "late"]), ("model-b", 0.1, ["late"])):
+        for task, lg in [("BA", g) for g in lgs] + [("NWP", "any"), ("planted truth", "truth")]:
+            rows += [dict(model=model, task=task, layer_group=lg, position=p, **{"smoothed share": 0.1 + shift})
+                     for p in range(4)]
+    groups = {"model-a": {"early": 2, "late": 8}, "model-b": {"late": 12}}
+    fig = plots.position_profiles_by_model(pd.DataFrame(rows), groups, context=16, threshold=10)
+    a, b, pooled = fig.axes
+    assert a.get_title() == "model-a (layers: early 2, late 8)" and b.get_title() == "model-b (layers: late 12)"
+    assert _line_labels(a) == ["BA, early", "BA, late", "NWP", "planted truth"]   # tasks, then groups by depth
+    assert a.get_yscale() == "log" and pooled.get_legend() is not None and a.get_legend() is None
+    lines = {line.get_label(): line for line in pooled.get_lines()}
+    np.testing.assert_allclose(lines["BA, late"].get_ydata(), 0.15)   # (0.1 + 0.2) / 2: each model weighs the same
+    assert "BA, early" not in lines                                   # only model-a has an early group
+    assert lines["BA, late"].get_linestyle() == "--" and a.get_lines()[0].get_linestyle() == "-"  # early -, late --
+
+
+def test_category_bars_one_row_per_model_and_pooled():
+    shares = pd.concat([_shares().assign(model=m) for m in ("model-a", "model-b")], ignore_index=True)
+    pooled = plots.pool_models(shares, "share", ["threshold", "category", "marked_by"])
+    order = ["model-a", "model-b", plots.ALL_MODELS]
+    grid = plots.category_bars(pd.concat([shares, pooled], ignore_index=True), row="model", row_order=order)
+    assert grid.axes.shape == (3, 2)
+    assert [ax.get_title() for ax in grid.axes[:, 0]] == [f"{m} | t = 10 %" for m in order]
+
+
+def test_pooled_panels_keep_what_every_model_has():
+    df = pd.DataFrame({"model": ["a", "a", "b"], "layer_group": ["early", "middle", "middle"], "v": [1.0, 3.0, 5.0]})
+    pooled = plots.pool_models(df, "v", [], common="layer_group")
+    assert pooled.set_index("source_model").v.to_dict() == {"a": 3.0, "b": 5.0}      # a's early row left out
+    none_shared = df.assign(layer_group=["x", "x", "y"])
+    assert plots.pool_models(none_shared, "v", [], common="layer_group").v.tolist() == [2.0, 5.0]
+    fig = plots.iou_by_model(_iou_by_model())                                         # model-b: middle only
+    assert fig.axes[2].get_title() == "all models (2: mean over models, middle)"
+    rows = [dict(model=m, task=t, layer_group=lg, position=p, **{"smoothed share": 0.1})
+            for m, lines in (("a", [("BA", "middle"), ("NWP (logit lens)", "middle"), ("NWP", "any")]),
+                             ("b", [("BA", "middle"), ("NWP", "any")])) for t, lg in lines for p in range(3)]
+    fig = plots.position_profiles_by_model(pd.DataFrame(rows), {"a": {"middle": 5}, "b": {"middle": 9}}, 16, 10)
+    assert _line_labels(fig.axes[2]) == ["BA, middle", "NWP"]                         # no lens line from a alone

@@ -94,8 +94,12 @@ def test_dataset_schema(stim, sim):
         assert m[key].shape == (n,)
     assert m["voxel_group_weights"].shape == (n, 3)
     lang = ds.voxel_is_language
-    assert np.allclose(m["voxel_group_weights"][lang].sum(1), 1) and np.all(m["voxel_group_weights"][~lang] == 0)
-    assert set(m["voxel_dominant_group"][lang]) == set(S.DRIVER_GROUPS)
+    plant = m["voxel_plant"]
+    assert plant.dtype == bool and plant[lang].sum() == round(0.05 * SMALL["n_language"]) and not plant[~lang].any()
+    mixed = lang & ~plant
+    assert np.allclose(m["voxel_group_weights"][mixed].sum(1), 1) and np.all(m["voxel_group_weights"][~mixed] == 0)
+    assert set(m["voxel_dominant_group"][mixed]) == set(S.DRIVER_GROUPS)
+    assert set(m["voxel_dominant_group"][plant]) == {"plant"} and set(m["voxel_window"][plant]) == {1}
     assert m["voxel_window"][lang].min() >= 1 and m["voxel_window"].max() <= 20
     assert np.all(sim.clean[:, ~lang] == 0)
     subs = load_dataset("builtin", 2, max_words=stim.n_words, n_language_voxels=SMALL["n_language"],

@@ -4,10 +4,14 @@ A reproduction of Proietti, Capobianco & Toneva (2025), arXiv 2510.12355, as a b
 papermill-parameterized notebooks. One pipeline stage, one room; dependencies point down the list:
 
 - :mod:`brainattr.book`         the book's tooling: parameters, running notebooks, the HTML, the CLI
+- :mod:`brainattr.sweep`        the whole grid as submitit jobs (``brainattr sweep``), on SLURM or this machine
 - :mod:`brainattr.pipeline`     chapter-level calls that chain the stages below
 - :mod:`brainattr.plots`        the book's figures
 - :mod:`brainattr.masking`      the masking check (the paper's App. C)
 - :mod:`brainattr.stats`        inference at independent units (blocks of TRs, subjects), position-keeping nulls, the verdict rule
+- :mod:`brainattr.voxel_maps`   per-region attribution measures, for brain maps
+- :mod:`brainattr.recovery`     attribution vs the simulated subjects' planted truth: scores position alone cannot pass
+- :mod:`brainattr.oracle`       the oracle language model (the simulation's drivers as features): the positive control
 - :mod:`brainattr.analysis`     the figures' metrics: important words, overlap, spread, categories, positions
 - :mod:`brainattr.claims`       the paper's numbers, one cited table (`paper_claims.csv`)
 - :mod:`brainattr.attribution`  BA and NWP input attribution (GxI, IG): windows, head, engine, store
@@ -26,7 +30,7 @@ Subpackages are imported on first use (``brainattr.attribution`` is available af
 import importlib as _importlib
 
 _SUBMODULES = ("analysis", "attribution", "book", "cache", "data", "encoding", "features", "lm", "masking",
-               "claims", "metrics", "pipeline", "plots", "schema", "stats", "trs")
+               "claims", "metrics", "oracle", "pipeline", "plots", "recovery", "schema", "stats", "sweep", "trs", "voxel_maps")
 
 
 def __getattr__(name):

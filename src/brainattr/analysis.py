@@ -415,45 +415,6 @@ def word_weights(table, how="abs"):
     return df
 
 
-def recovery_scores(table, truth, how="abs", n_shuffles=20, seed=0):
-    """Spearman correlation per TR between word attributions and planted per-word contributions.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame or datasets.Dataset
-        An attribution table.
-    truth : pandas.DataFrame
-        ``brainattr.data.true_contributions_table`` output (columns ``tr``, ``word_index``,
-        ``contribution``); words of the window missing from it count as contributing 0.
-    how : str
-        Normalisation of the attributions (:func:`word_weights`); Spearman only uses ranks, so
-        ``abs`` and ``none`` differ only by the sign.
-    n_shuffles : int
-        Permutations of the attribution scores within each TR (the shuffled baseline).
-    seed : int
-
-    Returns
-    -------
-    pandas.DataFrame with one row per TR and columns ``tr``, ``spearman``, ``shuffled`` (mean over
-    permutations), ``n_words``.
-    """
-    from scipy.stats import spearmanr
-
-    df = word_weights(table, how)
-    merged = df.merge(truth[["tr", "word_index", "contribution"]], on=["tr", "word_index"], how="left")
-    merged["contribution"] = merged["contribution"].fillna(0.0).abs()
-    rng = np.random.default_rng(seed)
-    rows = []
-    for tr, g in merged.groupby("tr"):
-        a, c = g["weight"].to_numpy(), g["contribution"].to_numpy()
-        if np.ptp(a) == 0 or np.ptp(c) == 0:
-            continue
-        rho = spearmanr(a, c).statistic
-        shuf = np.mean([spearmanr(rng.permutation(a), c).statistic for _ in range(n_shuffles)])
-        rows.append(dict(tr=int(tr), spearman=float(rho), shuffled=float(shuf), n_words=len(g)))
-    return pd.DataFrame(rows, columns=["tr", "spearman", "shuffled", "n_words"])
-
-
 def mean_weight_by_position(table, how="abs", max_position=None):
     """Mean normalised attribution at each position (0 = most recent word), over TRs.
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from .cache import array_hash, cache_dir, cache_key, load_npz, save_npz, stage_timer
 from .features import stimulus_tr_features
+from .lm import special_prefix
 from .metrics import pearson_r
 from .schema import DataError
 from .trs import (
@@ -530,7 +531,7 @@ def _fit(X, Y, runs, delays, trim, gap, alphas, inner_folds, score, backend, dty
 # Subjects and layers
 # --------------------------------------------------------------------------------------------
 def encode_subjects(lm, datasets, layer, context=80, pooling="last", stride=16, cache=True, progress=True,
-                    **fit_kwargs):
+                    tr_features="average", **fit_kwargs):
     """Features of one layer plus leave-one-run-out encoding models for several subjects, cached.
 
     Subjects who read the same stimulus share the design matrix, so their voxels are fitted
@@ -538,7 +539,8 @@ def encode_subjects(lm, datasets, layer, context=80, pooling="last", stride=16, 
     the cost, are then done once instead of once per subject). Each subject's result is cached
     on its own, keyed by model, layer, context, pooling, stimulus, subject, the fit settings and
     a hash of that subject's responses; as in :func:`fit_encoding`, the ridge backend enters the
-    key only when it is not numpy (``backend="auto"``, the default, is numpy on a CPU).
+    key only when it is not numpy (``backend="auto"``, the default, is numpy on a CPU), and the
+    TR features' method only when it is not ``"average"`` (fits cached before it existed stay valid).
 
     Parameters
     ----------
@@ -550,6 +552,9 @@ def encode_subjects(lm, datasets, layer, context=80, pooling="last", stride=16, 
         See :func:`brainattr.features.stimulus_tr_features`.
     cache : bool
     progress : bool
+    tr_features : {"average", "lanczos"}
+        How word embeddings become TR features (:func:`brainattr.trs.word_tr_weights`): per-TR
+        averaging (the paper's) or Lanczos resampling.
     **fit_kwargs
         Passed to :func:`fit_encoding` (``alphas``, ``inner_folds``, ``delays``, ``backend``, ...).
 
@@ -565,16 +570,19 @@ def encode_subjects(lm, datasets, layer, context=80, pooling="last", stride=16, 
     backend = resolve_backend(fit_kwargs.get("backend", "auto"))
     if backend != "numpy":
         settings["backend"] = backend
-    paths = [cache_dir("encoding") / (cache_key(model=lm.name, layer=int(layer), context=int(context),
+    prefix = special_prefix(lm.tokenizer)  # the features depend on the window's start token
+    method = {} if tr_features == "average" else {"tr_features": tr_features}
+    paths = [cache_dir("encoding") / (cache_key(model=lm.name, prefix=prefix, layer=int(layer), context=int(context),
                                                  pooling=pooling, stride=int(stride), stimulus=stimulus.fingerprint,
                                                  dataset=ds.name, subject=ds.subject, settings=settings,
-                                                 data=array_hash(ds.responses), format=FORMAT_VERSION) + ".npz")
+                                                 data=array_hash(ds.responses), format=FORMAT_VERSION, **method)
+                                      + ".npz")
              for ds in datasets]
     results = [EncodingResult.load(p) if cache and p.exists() else None for p in paths]
     todo = [i for i, r in enumerate(results) if r is None]
     if todo:
         feats = stimulus_tr_features(lm, stimulus, [layer], context=context, pooling=pooling, stride=stride,
-                                     progress=progress)[layer]
+                                     progress=progress, tr_features=tr_features)[layer]
         Y = np.concatenate([datasets[i].responses for i in todo], axis=1)
         with stage_timer("encoding", model=lm.name, layer=int(layer), voxels=int(Y.shape[1]), trs=int(Y.shape[0]),
                          features=int(feats.shape[1])):
@@ -649,7 +657,7 @@ def best_layers(lm, datasets, layer_step=5, progress=True, **kwargs):
     layer_step : int
     progress : bool
     **kwargs
-        Passed to :func:`encode_subjects` (``context``, ``pooling``, ``inner_folds``, ...).
+        Passed to :func:`encode_subjects` (``context``, ``pooling``, ``tr_features``, ``inner_folds``, ...).
 
     Returns
     -------

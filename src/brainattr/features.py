@@ -2,8 +2,9 @@
 
 Every word gets a contextual embedding from layer L given up to ``context`` preceding words
 (:func:`extract_word_embeddings`), its sub-word tokens pooled (``last`` or ``mean``); the
-embeddings of the words shown in one TR are then averaged (:func:`stimulus_tr_features`, through
-:func:`brainattr.trs.tr_average`). Z-scoring, delays and trimming follow in :mod:`brainattr.trs`.
+embeddings of the words shown in one TR are then averaged, or Lanczos-resampled to the TRs
+(:func:`stimulus_tr_features`, through the weights of :func:`brainattr.trs.word_tr_weights`).
+Z-scoring, delays and trimming follow in :mod:`brainattr.trs`.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .cache import atomic_path, cache_dir, cache_key, stage_timer
 from .lm import check_context_fits, layer_states, special_prefix, word_token_spans
-from .trs import tr_average
+from .trs import word_tr_weights
 
 
 def context_windows(n_words, context, stride):
@@ -108,11 +109,13 @@ def extract_word_embeddings(lm, words, layers, context=80, pooling="last", mode=
 
 
 def stimulus_tr_features(lm, stimulus, layers, context=80, pooling="last", mode="fast", stride=16,
-                         batch_size=8, cache=True, progress=True):
-    """Per-TR averaged word embeddings of a stimulus for several layers, cached on disk.
+                         batch_size=8, cache=True, progress=True, tr_features="average"):
+    """Per-TR averaged (or Lanczos-resampled) word embeddings of a stimulus for several layers, cached on disk.
 
     The cache (``brainattr.cache.cache_dir("features")``) is keyed by model, layer, context,
-    pooling, mode/stride and the stimulus fingerprint; missing layers are computed in one pass.
+    pooling, mode/stride, the stimulus fingerprint and, for ``"lanczos"``, the method (the
+    default keeps the keys of the averages cached before the method existed); missing layers are
+    computed in one pass.
 
     Parameters
     ----------
@@ -122,6 +125,9 @@ def stimulus_tr_features(lm, stimulus, layers, context=80, pooling="last", mode=
     context, pooling, mode, stride, batch_size, progress
         See :func:`extract_word_embeddings`.
     cache : bool
+    tr_features : {"average", "lanczos"}
+        How word embeddings become TR features (:func:`brainattr.trs.word_tr_weights`): the mean
+        of the words shown in each TR (the paper's), or Lanczos resampling (listening data).
 
     Returns
     -------
@@ -130,8 +136,11 @@ def stimulus_tr_features(lm, stimulus, layers, context=80, pooling="last", mode=
 
     layers = [lm.check_layer(layer) for layer in layers]
     stride = 1 if mode == "exact" else stride
-    folder = cache_dir("features", cache_key(model=lm.name, stimulus=stimulus.fingerprint, context=context,
-                                             pooling=pooling, stride=stride, hidden=lm.hidden_size))
+    weights = word_tr_weights(stimulus, tr_features)   # checks the method before any work
+    method = {} if tr_features == "average" else {"tr_features": tr_features}
+    folder = cache_dir("features", cache_key(model=lm.name, prefix=special_prefix(lm.tokenizer),
+                                             stimulus=stimulus.fingerprint, context=context,
+                                             pooling=pooling, stride=stride, hidden=lm.hidden_size, **method))
     result, missing = {}, []
     for layer in layers:
         path = folder / f"layer_{layer:03d}.npy"
@@ -144,7 +153,7 @@ def stimulus_tr_features(lm, stimulus, layers, context=80, pooling="last", mode=
                          context=int(context)):
             emb = extract_word_embeddings(lm, stimulus.words, missing, context=context, pooling=pooling, mode=mode,
                                           stride=stride, batch_size=batch_size, progress=progress)
-        per_tr = tr_average(emb, stimulus.word_trs, stimulus.n_trs)
+        per_tr = weights.astype(emb.dtype) @ emb      # (layers, n_words, hidden) -> (layers, n_trs, hidden)
         for k, layer in enumerate(missing):
             result[layer] = per_tr[k]
             if cache:

@@ -22,6 +22,8 @@ not overlap (:func:`tr_blocks`, :func:`bootstrap_counts`).
 from __future__ import annotations
 
 import copy
+import inspect
+import math
 
 import numpy as np
 import pandas as pd
@@ -33,8 +35,15 @@ from .attribution import tr_features_from_states, tr_window, voxel_mask
 from .attribution.batch import TokenizedText, collate, make_instance
 from .attribution.head import head_for
 from .attribution.settings import NWP_READOUTS
-from .attribution.targets import final_norm, full_forward, nwp_loss
-from .lm import layer_states, word_token_spans
+from .attribution.targets import final_norm, nwp_loss
+from .lm import (
+    base_model,
+    block_input,
+    block_output,
+    decoder_layers,
+    forward_kwargs,
+    word_token_spans,
+)
 from .metrics import pearson_r
 from .schema import Dataset
 
@@ -110,40 +119,221 @@ def evaluate_windows(lm, dataset, encoding, layer, trs, context=80, pooling="las
     nwp_loss : array of float64, shape (n_trs_sel,)
         Mean cross-entropy over the next word's tokens (NaN at the end of the text).
     """
+    prediction, nwp = evaluate_variants(lm, dataset, [encoding], layer, trs, [replacements or {}], context, pooling,
+                                        nwp_readout, reuse_prefix=False, batch_size=batch_size, progress=progress)
+    return prediction[0][0], nwp[0]
+
+
+# ---------------------------------------------------------------- many maskings of the same windows
+def _cache_keyword(model):
+    """The keyword by which the base model's forward takes a key/value cache that a masked window
+    can continue exactly, or None.
+
+    ``"cache"`` (``"past_key_values"`` before transformers renamed it). None for models without one
+    (Mamba's recurrent state) and for attention over a sliding window (Gemma 2 and 3), whose cache
+    drops old keys: there every window runs in full.
+    """
+    params = inspect.signature(base_model(model).forward).parameters
+    keyword = next((name for name in ("cache", "past_key_values") if name in params), None)
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    types = getattr(config, "layer_types", None)
+    if types is not None:
+        sliding = any(t != "full_attention" for t in types)
+    else:
+        sliding = getattr(config, "sliding_window", None) is not None and getattr(config, "use_sliding_window", True)
+    return None if sliding else keyword
+
+
+class _Stop(Exception):
+    """Raised by a hook once the last layer needed has run."""
+
+
+def _forward(model, layer, embeds, mask=None, cache=None, keyword=None, final=True):
+    """Layer ``layer``'s states and (with ``final``) the final normed states of a pass over ``embeds``.
+
+    ``cache``, a ``transformers.DynamicCache`` passed by ``keyword``, holds the keys and values of
+    the tokens before ``embeds`` (positions continue from there) and is extended in place. Without
+    ``final`` the pass stops after block ``layer`` (the logit lens reads no deeper).
+
+    Returns
+    -------
+    states : tensor of shape (batch, n_tokens, hidden)
+    final_states : tensor of shape (batch, n_tokens, hidden), or None without ``final``
+    """
+    blocks = decoder_layers(model)
+    captured = {}
+
+    def keep(x):
+        captured["x"] = x
+        if not final:
+            raise _Stop
+
+    if layer == 0:
+        handle = blocks[0].register_forward_pre_hook(lambda m, args, kwargs: keep(block_input(args, kwargs)),
+                                                     with_kwargs=True)
+    else:
+        handle = blocks[layer - 1].register_forward_hook(lambda m, args, output: keep(block_output(output)))
+    base = base_model(model)
+    kwargs = dict(inputs_embeds=embeds, attention_mask=mask, use_cache=cache is not None)
+    if cache is not None:
+        kwargs[keyword] = cache
+    out = None
+    try:
+        out = base(**forward_kwargs(base, **kwargs))
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    if out is None:
+        return captured["x"], None
+    return captured["x"], out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+
+def _cache_prefix(cache, n):
+    """A new cache holding the first ``n`` tokens' keys and values of ``cache`` (left unchanged)."""
+    from transformers import DynamicCache
+
+    out = DynamicCache()
+    for i, layer in enumerate(cache.layers):
+        out.update(layer.keys[..., :n, :], layer.values[..., :n, :], i)
+    return out
+
+
+def _continuable(cache):
+    """Whether ``cache`` keeps every past key and value in plain tensors (only then is its prefix exact)."""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(layer) is DynamicLayer and layer.keys is not None for layer in layers)
+
+
+def _first_difference(a, b):
+    """The first position where token sequences ``a`` and ``b`` differ (the shorter length if none)."""
+    n = min(len(a), len(b))
+    diff = np.flatnonzero(a[:n] != b[:n])
+    return int(diff[0]) if diff.size else n
+
+
+def evaluate_variants(lm, dataset, encodings, layer, trs, variants, context=80, pooling="last", nwp_readout="final",
+                      reuse_prefix=True, batch_size=8, progress=False):
+    """BA predictions and NWP cross-entropies of each TR's window under several sets of replaced words.
+
+    A causal model's states at a token depend only on the tokens up to it, so a window whose words
+    are replaced from its token ``p`` on has the unmasked window's states before ``p``. With
+    ``reuse_prefix``, each TR's unmasked window runs once and keeps its keys and values; each
+    variant then runs only its tokens from the first one that differs, attending to the kept keys
+    and values of the tokens before. Masking the recent words of a long window then costs a few
+    tokens instead of the whole window; masking its first word costs a whole pass. The results
+    equal full passes up to float rounding (tested). Models whose cache cannot be continued
+    exactly (:func:`_cache_keyword`: sliding-window attention, recurrent states), and
+    ``reuse_prefix=False``, run every variant's windows in full, ``batch_size`` at a time. Every
+    encoding model reads the same pass.
+
+    Parameters
+    ----------
+    lm : brainattr.lm.LanguageModel
+    dataset : brainattr.schema.Dataset
+        Gives the stimulus.
+    encodings : list of brainattr.encoding.EncodingResult
+        Fitted on ``layer`` and ``dataset``'s stimulus (e.g. one per subject); each TR uses the
+        fold that held it out (the windows follow the first).
+    layer : int
+    trs : array of int, shape (n_trs_sel,)
+    variants : list of dict of int -> dict of int -> str
+        Per variant, per TR the words to replace (stimulus word index -> new word), as
+        :func:`evaluate_windows`' ``replacements``; ``{}`` is the unmasked windows.
+    context : int
+    pooling : {"last", "mean"}
+    nwp_readout : {"final", "logit_lens"}
+        As for :func:`evaluate_windows`.
+    reuse_prefix : bool
+    batch_size : int
+        Windows per pass when they run in full.
+    progress : bool
+
+    Returns
+    -------
+    prediction : list of arrays of float64, shape (n_variants, n_trs_sel, n_voxels_e)
+        Per encoding model, its predicted (z-scored) activity of every voxel.
+    nwp_loss : array of float64, shape (n_variants, n_trs_sel)
+        Mean cross-entropy over the next word's tokens (NaN at the end of the text).
+    """
     trs = np.atleast_1d(np.asarray(trs, dtype=int))
-    replacements = replacements or {}
     layer = lm.check_layer(int(layer))
     if nwp_readout not in NWP_READOUTS:
         raise ValueError(f"unknown NWP readout {nwp_readout!r}; use one of {NWP_READOUTS}.")
-    device = next(lm.model.parameters()).device
+    model, device = lm.model, next(lm.model.parameters()).device
     text = TokenizedText(lm, dataset.stimulus)
-    instances = []
+    windows = []
     for tr in trs:
-        window = tr_window(dataset.stimulus, encoding, int(tr), context)
+        window = tr_window(dataset.stimulus, encodings[0], int(tr), context)
         if window is None:
             raise ValueError(f"TR {tr} has no word in its delay TRs; drop it.")
-        altered = _substituted(text, replacements.get(int(tr), {}), lm.tokenizer)
-        instances.append(make_instance(altered, window, pooling, with_next=window.next_word >= 0))
-    prediction = np.zeros((trs.size, encoding.n_voxels))
-    nwp = np.full(trs.size, np.nan)
-    heads = {}
-    for k in tqdm(range(0, trs.size, batch_size), desc="windows", disable=not progress, leave=False):
-        chunk = instances[k:k + batch_size]
-        batch = collate(chunk, lm.tokenizer.pad_token_id, device)
-        with torch.no_grad():
-            emb = lm.model.get_input_embeddings()(batch["ids"])
-            if nwp_readout == "final":
-                states, final = full_forward(lm.model, layer, emb, batch["mask"])
-                loss = nwp_loss(lm.model, final, batch)
-            else:                     # the logit lens: blocks 1..L only, read through the final norm
-                states = layer_states(lm.model, [layer], inputs_embeds=emb, attention_mask=batch["mask"])[layer]
-                loss = nwp_loss(lm.model, states, batch, norm=final_norm(lm.model))
-            feats = tr_features_from_states(states, batch["pool"])
-            for j, inst in enumerate(chunk):
-                head = head_for(encoding, inst.window.tr, None, heads, device)
-                prediction[k + j] = head(feats[j:j + 1], batch["present"][j:j + 1])[0].double().cpu().numpy()
-                if inst.nwp_range[1] > inst.nwp_range[0]:
-                    nwp[k + j] = float(loss[j])
+        windows.append(window)
+    prediction = [np.zeros((len(variants), trs.size, enc.n_voxels)) for enc in encodings]
+    nwp = np.full((len(variants), trs.size), np.nan)
+    heads = [{} for _ in encodings]
+    final = nwp_readout == "final"
+    norm = None if final else final_norm(model)
+
+    def instance(v, i):
+        altered = _substituted(text, variants[v].get(int(trs[i]), {}), lm.tokenizer)
+        return make_instance(altered, windows[i], pooling, with_next=windows[i].next_word >= 0)
+
+    def score(v, items, states, final_states, batch):
+        """Every encoding's prediction and the NWP loss of the windows ``items`` (TR positions) of variant ``v``."""
+        feats = tr_features_from_states(states, batch["pool"])
+        loss = nwp_loss(model, final_states, batch) if final else nwp_loss(model, states, batch, norm=norm)
+        for j, (i, inst) in enumerate(items):
+            for e, enc in enumerate(encodings):
+                head = head_for(enc, inst.window.tr, None, heads[e], device)
+                prediction[e][v, i] = head(feats[j:j + 1], batch["present"][j:j + 1])[0].double().cpu().numpy()
+            if inst.nwp_range[1] > inst.nwp_range[0]:
+                nwp[v, i] = float(loss[j])
+
+    def embed(ids):
+        return model.get_input_embeddings()(torch.as_tensor(ids, device=device)[None])
+
+    keyword = _cache_keyword(model) if reuse_prefix else None
+    with torch.no_grad():
+        if keyword is None:                 # every window in full, batch_size at a time
+            for v in tqdm(range(len(variants)), desc="maskings", disable=not progress, leave=False):
+                for k in range(0, trs.size, batch_size):
+                    items = [(i, instance(v, i)) for i in range(k, min(k + batch_size, trs.size))]
+                    batch = collate([inst for _, inst in items], lm.tokenizer.pad_token_id, device)
+                    emb = model.get_input_embeddings()(batch["ids"])
+                    states, final_states = _forward(model, layer, emb, batch["mask"], final=final)
+                    score(v, items, states, final_states, batch)
+            return prediction, nwp
+        from transformers import DynamicCache
+
+        for i in tqdm(range(trs.size), desc="windows", disable=not progress, leave=False):
+            base = make_instance(text, windows[i], pooling, with_next=windows[i].next_word >= 0)   # unmasked
+            cache = DynamicCache()
+            base_states, base_final = _forward(model, layer, embed(base.ids), cache=cache, keyword=keyword, final=final)
+            exact = _continuable(cache)
+            done = {}
+            for v in range(len(variants)):
+                inst = instance(v, i)
+                key = inst.ids.tobytes()
+                if key in done:             # the same tokens as a variant already run (e.g. no word replaced here)
+                    for pred in prediction:
+                        pred[v, i] = pred[done[key], i]
+                    nwp[v, i] = nwp[done[key], i]
+                    continue
+                done[key] = v
+                p = _first_difference(base.ids, inst.ids) if exact else 0
+                if p == len(inst.ids) == len(base.ids):     # no token changed
+                    states, final_states = base_states, base_final
+                elif p > 0:                 # only the tokens from the first changed one, after the kept prefix
+                    p = min(p, len(inst.ids) - 1)
+                    states, final_states = _forward(model, layer, embed(inst.ids[p:]), cache=_cache_prefix(cache, p),
+                                                    keyword=keyword, final=final)
+                    states = torch.cat([base_states[:, :p], states], 1)
+                    final_states = torch.cat([base_final[:, :p], final_states], 1) if final else None
+                else:
+                    states, final_states = _forward(model, layer, embed(inst.ids), final=final)
+                score(v, [(i, inst)], states, final_states, collate([inst], lm.tokenizer.pad_token_id, device))
     return prediction, nwp
 
 
@@ -232,6 +422,8 @@ def masked_scores(prediction, dataset, encoding, trs, voxels):
 #: The paper's "top 1 %" as a number of words: 1 % of a 640-word context plus the ~16 words of the
 #: delay TRs is 6.6 words, so 6 or 7 words; the sweep takes 7.
 PAPER_K = 7
+#: The paper's "top 1 %" as a share of each window's words (a ``k`` of :func:`masking_sweep` below 1).
+PAPER_SHARE = 0.01
 #: How words are ranked: by magnitude, by the largest positive or by the most negative attribution.
 SIGNS = ("abs", "pos", "neg")
 #: What each masking is scored on: NWP's cross-entropy, BA's r over the TRs (mean over voxels), and
@@ -240,11 +432,40 @@ TARGETS = ("nwp", "ba_r", "ba_mse")
 #: The masked word sets of :func:`masking_sweep`.
 SELECTIONS = ("top BA", "top NWP", "random same positions", "random anywhere")
 _SWEEP_COLUMNS = ("masked_task", "selection", "sign", "k", "target", "n_masked", "baseline", "value", "effect",
-                  "ci_low", "ci_high", "relative", "rel_ci_low", "rel_ci_high", "n_trs", "n_blocks")
+                  "ci_low", "ci_high", "relative", "rel_ci_low", "rel_ci_high", "n_trs", "n_blocks", "share",
+                  "n_subjects")
 
 
 def _frame(table):
     return table.to_pandas() if hasattr(table, "to_pandas") else table
+
+
+def is_share(k):
+    """Whether ``k`` of a sweep is a share of each window's words (a float in (0, 1)) rather than a count."""
+    return isinstance(k, (float, np.floating)) and 0 < float(k) < 1
+
+
+def share_k(table, share=PAPER_SHARE):
+    """Per TR, ``share`` of its window's words, rounded up: the paper's "top 1 %" as a number of words.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or datasets.Dataset
+        An attribution table (one row per window word).
+    share : float
+        In (0, 1).
+
+    Returns
+    -------
+    dict of int -> int
+        Per TR, at least 1 word (7 for a full 640-word window with its ~16 delay words; fewer in the
+        shorter windows at the start of the text).
+    """
+    if not is_share(share):
+        raise ValueError(f"share must be a fraction in (0, 1), got {share!r} (0.01 for the paper's top 1 %).")
+    n_words = _frame(table).groupby("tr").size()
+    # rounded before the ceiling, so that 0.01 x 700 words is 7 words, not 8
+    return {int(tr): max(1, math.ceil(round(float(share) * int(n), 9))) for tr, n in n_words.items()}
 
 
 def top_k_words(table, k, sign="abs"):
@@ -254,7 +475,8 @@ def top_k_words(table, k, sign="abs"):
     ----------
     table : pandas.DataFrame or datasets.Dataset
         An attribution table.
-    k : int
+    k : int or dict of int -> int
+        Words per TR, the same for every TR or per TR (e.g. :func:`share_k`; a TR it lacks gets none).
     sign : {"abs", "pos", "neg"}
         ``"abs"``: the largest ``|attribution|`` (as :func:`masked_words`); ``"pos"``: the largest
         positive attributions; ``"neg"``: the most negative ones. A TR with fewer than ``k`` words
@@ -275,7 +497,9 @@ def top_k_words(table, k, sign="abs"):
         df = df[df["_score"] > 0]
     df = df.sort_values(["tr", "_score", "position", "word_index"], ascending=[True, False, True, True],
                         kind="stable")
-    out = {int(tr): g["word_index"].to_numpy()[:int(k)] for tr, g in df.groupby("tr")}
+    per_tr = k if isinstance(k, dict) else None
+    out = {int(tr): g["word_index"].to_numpy()[:int(per_tr.get(int(tr), 0) if per_tr is not None else k)]
+           for tr, g in df.groupby("tr")}
     return {int(tr): out.get(int(tr), np.zeros(0, dtype=np.int64)) for tr in np.unique(_frame(table)["tr"])}
 
 
@@ -416,25 +640,43 @@ def masking_plans(ba_table, nwp_table, ks=(1, 2, 4, PAPER_K, 8), signs=SIGNS, ta
     alone, so a top set and its controls get the same stream of random words, and the control
     anywhere is one draw for every task and sign with the same sizes.
 
+    Parameters
+    ----------
+    ba_table, nwp_table : pandas.DataFrame or datasets.Dataset
+        Attribution tables of the same TRs.
+    ks : sequence of int or float
+        Words masked per TR: an int is that many in every window; a float in (0, 1) is that share
+        of each window's words, rounded up (:func:`share_k`; :data:`PAPER_SHARE` is the paper's
+        top 1 %).
+    signs, tasks, n_draws, seed
+        As for :func:`masking_sweep`.
+
     Returns
     -------
     list of dict
-        ``masked_task``, ``selection``, ``sign``, ``k`` and ``draws``: a list of (selected words
-        per TR, replacement seed) pairs.
+        ``masked_task``, ``selection``, ``sign``, ``k`` (int: the largest per-TR count of a share),
+        ``share`` (the share, NaN for a fixed count) and ``draws``: a list of (selected words per
+        TR, replacement seed) pairs.
     """
     tables = {"ba": _frame(ba_table), "nwp": _frame(nwp_table)}
     plans = []
+    for k in ks:
+        if not (is_share(k) or (float(k) == int(k) and int(k) >= 1)):
+            raise ValueError(f"k {k!r} is neither a number of words (1, 2, ...) nor a share of the window in (0, 1).")
     for t, task in enumerate(tasks):
         for s, sign in enumerate(signs):
-            for k in (int(k) for k in ks):
-                top = top_k_words(tables[task], k, sign)
+            for k in ks:
+                per_tr = share_k(tables[task], k) if is_share(k) else int(k)
+                k_int = max(per_tr.values(), default=0) if is_share(k) else per_tr
+                top = top_k_words(tables[task], per_tr, sign)
                 sizes = {tr: len(v) for tr, v in top.items()}
-                seeds = [(int(seed), k, d) for d in range(int(n_draws))]    # replacement words of each draw
+                seeds = [(int(seed), k_int, d) for d in range(int(n_draws))]    # replacement words of each draw
                 draws = {f"top {task.upper()}": [(top, r) for r in seeds],
                          "random same positions": [(same_position_words(tables[task], top, seed=(*r, t, s)), r)
                                                    for r in seeds],
                          "random anywhere": [(random_words(tables[task], sizes, seed=r), r) for r in seeds]}
-                plans += [dict(masked_task=task, selection=name, sign=sign, k=k, draws=d) for name, d in draws.items()]
+                plans += [dict(masked_task=task, selection=name, sign=sign, k=k_int,
+                               share=float(k) if is_share(k) else np.nan, draws=d) for name, d in draws.items()]
     return plans
 
 
@@ -442,19 +684,25 @@ def _plan_key(selected, rep_seed):
     return tuple((int(tr), tuple(sorted(int(i) for i in idx))) for tr, idx in sorted(selected.items())), rep_seed
 
 
-def _per_tr_scores(lm, dataset, encoding, layer, trs, vox, reps, how):
-    """One evaluation of every TR: NWP's cross-entropy, the squared error, the predicted activity."""
-    pred, loss = evaluate_windows(lm, dataset, encoding, layer, trs, how["context"], how["pooling"], reps,
-                                  how["batch_size"], how["progress"], how["nwp_readout"])
-    measured = np.stack([encoding.measured_tr(int(t), dataset.responses) for t in trs])[:, vox]
-    return dict(nwp=loss, ba_mse=((pred[:, vox] - measured) ** 2).mean(1), prediction=pred[:, vox])
+def _as_list(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _subject_scores(prediction, nwp, measured, vox):
+    """One subject's scores of one variant: NWP's cross-entropy and the squared error per TR, the prediction."""
+    return dict(nwp=nwp, ba_mse=((prediction[:, vox] - measured) ** 2).mean(1), prediction=prediction[:, vox])
 
 
 def _statistic(target, evaluations, counts, measured):
-    """A target's value under each row of TR weights, averaged over draws, shape (1 + n_boot,)."""
+    """A target's value under each row of TR weights, averaged over subjects and draws, shape (1 + n_boot,).
+
+    ``evaluations``: per draw, per subject, :func:`_subject_scores`; ``measured``: per subject, the
+    measured activity of its voxels, shape (n_trs, n_voxels_s).
+    """
     if target == "ba_r":
-        return np.mean([_weighted_r(counts, measured, e["prediction"]) for e in evaluations], axis=0)
-    return np.mean([_weighted_mean(counts, e[target]) for e in evaluations], axis=0)
+        return np.mean([[_weighted_r(counts, m, e["prediction"]) for e, m in zip(draw, measured)]
+                        for draw in evaluations], axis=(0, 1))
+    return np.mean([[_weighted_mean(counts, e[target]) for e in draw] for draw in evaluations], axis=(0, 1))
 
 
 def _effect_row(target, plan_stat, none_stat, ci):
@@ -471,14 +719,14 @@ def _effect_row(target, plan_stat, none_stat, ci):
 
 def masking_sweep(lm, dataset, encoding, layer, ba_table, nwp_table, ks=(1, 2, 4, PAPER_K, 8), signs=SIGNS,
                   tasks=("ba", "nwp"), context=80, pooling="last", voxel_set="language", nwp_readout="final",
-                  n_draws=1, n_boot=1000, ci=0.95, blocks="windows", seed=0, batch_size=8, return_per_tr=False,
-                  progress=False):
+                  n_draws=1, n_boot=1000, ci=0.95, blocks="windows", min_blocks=2, seed=0, batch_size=8,
+                  return_per_tr=False, progress=False):
     """The fair masking check: top-k words by sign, matched random controls, both targets, bootstrap CIs.
 
     For each masked task (whose attribution ranks the words), sign and ``k``, the top words, the
     words at the same positions of other TRs (:func:`same_position_words`) and as many words
     anywhere in the window are replaced with random stimulus words (:func:`random_replacements`),
-    and every target is evaluated on the altered windows (:func:`evaluate_windows`): NWP's
+    and every target is evaluated on the altered windows (:func:`evaluate_variants`): NWP's
     cross-entropy (``"nwp"``), BA's r over the TRs averaged over ``voxel_set`` (``"ba_r"``, the
     paper's score) and BA's squared error per TR averaged over ``voxel_set`` (``"ba_mse"``, the
     target BA's attribution explains). So the cross-task bars (BA's top words scored on NWP, NWP's
@@ -486,20 +734,31 @@ def masking_sweep(lm, dataset, encoding, layer, ba_table, nwp_table, ks=(1, 2, 4
     error) marks a word that raises it: masking the top ``"pos"`` words should lower it, the top
     ``"neg"`` words raise it.
 
+    Several subjects (lists of datasets, encodings and BA tables): each subject's BA words are
+    masked and scored on its own encoding model, NWP's words are the same for all; every value is
+    the mean over subjects, and one forward pass serves every subject whose masked words agree.
+
     CIs: percentile bootstrap over TRs, paired (every masking is resampled with the same TRs as
-    the unmasked windows), resampling blocks of TRs whose windows do not overlap (:func:`tr_blocks`;
-    ``blocks="trs"``: single TRs, which overstates the precision when windows share words). Random
-    draws (``n_draws``) are averaged before the bootstrap, so the CIs do not include the spread
-    between draws. Word sets with equal content are evaluated once.
+    the unmasked windows, and for every subject), resampling blocks of TRs whose windows do not
+    overlap (:func:`tr_blocks`; ``blocks="trs"``: single TRs, which overstates the precision when
+    windows share words). Subjects are not resampled: the CI is over text, for these subjects.
+    Random draws (``n_draws``) are averaged before the bootstrap, so the CIs do not include the
+    spread between draws. Word sets with equal content are evaluated once.
 
     Parameters
     ----------
-    lm, dataset, encoding, layer, context, pooling
+    lm, layer, context, pooling
         As for :func:`evaluate_windows`; ``context`` and ``pooling`` those of the tables.
-    ba_table, nwp_table : pandas.DataFrame or datasets.Dataset
+    dataset : brainattr.schema.Dataset or list of them
+        One subject, or several who read the same stimulus.
+    encoding : brainattr.encoding.EncodingResult or list of them
+        Fitted on ``layer``, one per dataset.
+    ba_table : pandas.DataFrame or datasets.Dataset, or a list of them (one per dataset)
+    nwp_table : pandas.DataFrame or datasets.Dataset
         Attribution tables of the two tasks (GxI) for the same TRs; only their common TRs are used.
-    ks : sequence of int
-        Words masked per TR (:data:`PAPER_K`: the paper's top 1 % of a 640-word window).
+    ks : sequence of int or float
+        Words masked per TR (:data:`PAPER_K`: the paper's top 1 % of a 640-word window); a float
+        in (0, 1) is a share of each window's words (:func:`share_k`; :data:`PAPER_SHARE`).
     signs : sequence of {"abs", "pos", "neg"}
     tasks : sequence of {"ba", "nwp"}
         Whose attribution ranks the masked words.
@@ -516,8 +775,13 @@ def masking_sweep(lm, dataset, encoding, layer, ba_table, nwp_table, ks=(1, 2, 4
         ``"windows"``: :func:`tr_blocks`; ``"trs"``: single TRs; or a block id per TR, e.g.
         ``dict(zip(trs, brainattr.stats.independent_blocks(trs, ba_table)))`` (strictly independent
         blocks); TRs with id -1 or no id are left out of every estimate.
+    min_blocks : int
+        Fewer blocks than this give no CI (NaN): with 2 or 3 blocks the bootstrap's percentiles are
+        little more than the blocks' own values.
     seed : int
     batch_size : int
+        Windows per pass for models that run every masked window in full (see
+        :func:`evaluate_variants`).
     return_per_tr : bool
         Also return each evaluation's per-TR scores.
     progress : bool
@@ -528,61 +792,82 @@ def masking_sweep(lm, dataset, encoding, layer, ba_table, nwp_table, ks=(1, 2, 4
         One row per (masked_task, selection, sign, k, target): ``n_masked`` (mean words replaced
         per TR), ``baseline`` (unmasked), ``value`` (masked), ``effect`` = value - baseline with
         ``ci_low``, ``ci_high``, ``relative`` = effect / |baseline| with ``rel_ci_low``,
-        ``rel_ci_high`` (CIs NaN with fewer than 2 blocks), ``n_trs``, ``n_blocks``. The
+        ``rel_ci_high`` (CIs NaN with fewer than ``min_blocks`` blocks), ``n_trs``, ``n_blocks``, ``share``
+        (the share of the window ``k`` stands for, NaN for a fixed count) and ``n_subjects``. The
         ``"random anywhere"`` rows of one ``k`` are usually the same draw for every masked task
         and sign.
     per_tr : pandas.DataFrame, only with ``return_per_tr``
-        One row per (masked_task, selection, sign, k, draw, tr): ``nwp``, ``ba_mse``.
+        One row per (masked_task, selection, sign, k, draw, subject, tr): ``nwp``, ``ba_mse``.
     """
-    if not isinstance(dataset, Dataset):
-        raise TypeError("dataset must be a brainattr.schema.Dataset.")
+    datasets, encodings = _as_list(dataset), _as_list(encoding)
+    ba_tables = [_frame(t) for t in _as_list(ba_table)]
+    if not all(isinstance(d, Dataset) for d in datasets):
+        raise TypeError("dataset must be a brainattr.schema.Dataset (or a list of them, one per subject).")
+    if not len(datasets) == len(encodings) == len(ba_tables):
+        raise ValueError(f"one encoding and one BA table per dataset: got {len(datasets)} dataset(s), "
+                         f"{len(encodings)} encoding(s) and {len(ba_tables)} BA table(s).")
     if isinstance(blocks, str) and blocks not in ("windows", "trs"):
         raise ValueError(f"unknown blocks {blocks!r}; use 'windows', 'trs' or a block id per TR.")
-    ba, nwp = _frame(ba_table), _frame(nwp_table)
-    trs = np.intersect1d(ba["tr"].unique(), nwp["tr"].unique()).astype(int)
+    nwp = _frame(nwp_table)
+    trs = nwp["tr"].unique()
+    for ba in ba_tables:
+        trs = np.intersect1d(trs, ba["tr"].unique())
+    trs = trs.astype(int)
     if not isinstance(blocks, str):
         given = pd.Series(blocks, dtype=float).reindex(trs).fillna(-1).astype(int)
         trs, block_ids = trs[given.to_numpy() >= 0], given[given >= 0].to_numpy()
-    ba, nwp = ba[ba["tr"].isin(trs)], nwp[nwp["tr"].isin(trs)]
-    vox = voxel_mask(voxel_set, dataset, encoding)
-    how = dict(context=context, pooling=pooling, batch_size=batch_size, progress=progress, nwp_readout=nwp_readout)
-    cache = {}
+    ba_tables, nwp = [ba[ba["tr"].isin(trs)] for ba in ba_tables], nwp[nwp["tr"].isin(trs)]
+    voxes = [voxel_mask(voxel_set, d, e) for d, e in zip(datasets, encodings)]
+    measured = [np.stack([e.measured_tr(int(t), d.responses) for t in trs])[:, v]
+                for d, e, v in zip(datasets, encodings, voxes)]
 
-    def scores(selected, rep_seed):
-        key = _plan_key(selected, rep_seed)
-        if key not in cache:
-            reps = random_replacements(dataset.stimulus, selected, seed=list(rep_seed)) if selected else {}
-            cache[key] = _per_tr_scores(lm, dataset, encoding, layer, trs, vox, reps, how)
-        return cache[key]
+    # every subject's plans; the variants (word sets with their replacement words) each evaluated once
+    plans = [masking_plans(ba, nwp, ks, signs, tasks, n_draws, seed) for ba in ba_tables]
+    variants, index = [{}], {_plan_key({}, ()): 0}
+    for subject_plans in plans:
+        for plan in subject_plans:
+            for sel, rep_seed in plan["draws"]:
+                key = _plan_key(sel, rep_seed)
+                if key not in index:
+                    index[key] = len(variants)
+                    variants.append(random_replacements(datasets[0].stimulus, sel, seed=list(rep_seed)))
+    prediction, loss = evaluate_variants(lm, datasets[0], encodings, layer, trs, variants, context, pooling,
+                                         nwp_readout, batch_size=batch_size, progress=progress)
+
+    def scores(s, sel, rep_seed):
+        v = index[_plan_key(sel, rep_seed)]
+        return _subject_scores(prediction[s][v], loss[v], measured[s], voxes[s])
 
     if isinstance(blocks, str):
-        block_ids = tr_blocks(ba).loc[trs].to_numpy() if blocks == "windows" else np.arange(trs.size)
+        block_ids = tr_blocks(nwp).loc[trs].to_numpy() if blocks == "windows" else np.arange(trs.size)
     n_blocks = len(np.unique(block_ids))
-    counts = bootstrap_counts(block_ids, n_boot if n_blocks > 1 else 0, seed)     # one block: no CI (NaN)
-    measured = np.stack([encoding.measured_tr(int(t), dataset.responses) for t in trs])[:, vox]
-    none = [scores({}, ())]
+    counts = bootstrap_counts(block_ids, n_boot if n_blocks >= max(2, int(min_blocks)) else 0, seed)  # else no CI
+    none = [[scores(s, {}, ()) for s in range(len(datasets))]]
     rows, per_tr = [], []
-    for plan in tqdm(masking_plans(ba, nwp, ks, signs, tasks, n_draws, seed), desc="maskings",
-                     disable=not progress, leave=False):
-        evaluations = [scores(sel, rep_seed) for sel, rep_seed in plan["draws"]]
+    for p, plan in enumerate(plans[0]):
+        subject_plans = [plans[s][p] for s in range(len(datasets))]
+        evaluations = [[scores(s, *subject_plans[s]["draws"][d]) for s in range(len(datasets))]
+                       for d in range(len(plan["draws"]))]
         info = {k: plan[k] for k in ("masked_task", "selection", "sign", "k")}
-        n_masked = np.mean([np.mean([len(sel.get(int(t), ())) for t in trs]) for sel, _ in plan["draws"]])
+        n_masked = np.mean([len(sel.get(int(t), ())) for sp in subject_plans for sel, _ in sp["draws"] for t in trs])
         for target in TARGETS:
             row = _effect_row(target, _statistic(target, evaluations, counts, measured),
                               _statistic(target, none, counts, measured), ci)
-            rows.append(dict(info, n_masked=n_masked, n_trs=int(trs.size), n_blocks=n_blocks,
-                             **row))
+            rows.append(dict(info, n_masked=n_masked, n_trs=int(trs.size), n_blocks=n_blocks, share=plan["share"],
+                             n_subjects=len(datasets), **row))
         if return_per_tr:
-            per_tr += [pd.DataFrame(dict(info, draw=d, tr=trs, nwp=e["nwp"], ba_mse=e["ba_mse"]))
-                       for d, e in enumerate(evaluations)]
+            per_tr += [pd.DataFrame(dict(info, share=plan["share"], draw=d, subject=datasets[s].subject, tr=trs,
+                                         nwp=e["nwp"], ba_mse=e["ba_mse"]))
+                       for d, draw in enumerate(evaluations) for s, e in enumerate(draw)]
     summary = pd.DataFrame(rows, columns=list(_SWEEP_COLUMNS))
     if return_per_tr:
-        per_tr.insert(0, pd.DataFrame(dict(masked_task="none", selection="none", sign="none", k=0, draw=0, tr=trs,
-                                           nwp=none[0]["nwp"], ba_mse=none[0]["ba_mse"])))
+        per_tr[:0] = [pd.DataFrame(dict(masked_task="none", selection="none", sign="none", k=0, share=np.nan, draw=0,
+                                        subject=datasets[s].subject, tr=trs, nwp=e["nwp"], ba_mse=e["ba_mse"]))
+                      for s, e in enumerate(none[0])]
         return summary, pd.concat(per_tr, ignore_index=True)
     return summary
 
 
-__all__ = ["evaluate_windows", "random_replacements", "masked_words", "random_words", "masked_scores",
-           "PAPER_K", "SIGNS", "TARGETS", "SELECTIONS", "top_k_words", "same_position_words",
-           "tr_blocks", "bootstrap_counts", "masking_plans", "masking_sweep"]
+__all__ = ["evaluate_windows", "evaluate_variants", "random_replacements", "masked_words", "random_words",
+           "masked_scores", "PAPER_K", "PAPER_SHARE", "SIGNS", "TARGETS", "SELECTIONS", "is_share", "share_k",
+           "top_k_words", "same_position_words", "tr_blocks", "bootstrap_counts", "masking_plans", "masking_sweep"]

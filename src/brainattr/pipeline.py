@@ -13,11 +13,16 @@ pipeline in one place and rerun it on other data.
 - :func:`method_agreement`: how far GxI and IG agree on those TRs.
 - :func:`logit_lens_tables`: NWP read out at each analysed layer (the logit lens), beside the
   final-layer NWP of :func:`chapter_tables` (chapters 4-6).
+- :func:`truth_tables`, :func:`ground_truth_attributions`, :func:`recovery_table`,
+  :func:`oracle_ladder`, :func:`noise_sweep`: chapter 3's checks against the simulated subjects'
+  planted truth (scores position alone cannot pass, the sparse plant, the oracle ladder, noise).
 - :func:`block_means`: per-TR quantities averaged over subjects and layers, with CIs over blocks of
   text whose windows share no word (the unit of every chapter's verdict).
 - :func:`iou_against_nulls`: Fig. 2's IoU with the uniform and the position-preserving chance level.
 - :func:`category_marks`, :func:`position_summary`: Fig. 4's and Fig. 5's quantities per TR.
-- :func:`masking_effects`: chapter 7's fair masking sweep (all ``k`` by magnitude, a few by sign).
+- :func:`masking_effects`: chapter 7's fair masking sweep (all ``k`` by magnitude, a few by sign);
+  :func:`masking_at_context` the same at the paper's 640-word context (chapter 8's tables);
+  :func:`masking_verdict_rows`, :func:`masking_control_gaps` its rows against the paper and the control.
 - :func:`verdict_table`: every chapter's "paper vs this run" table, each verdict from
   :func:`brainattr.stats.verdict` with the paper's range and direction read from
   :mod:`brainattr.claims`.
@@ -41,12 +46,15 @@ from .attribution import (
     attribute,
     evenly_spaced,
     held_out_trs,
+    voxel_mask,
 )
 from .cache import VERDICT_STAGE, log_stage
-from .data import load_dataset
+from .data import as_simulated, load_dataset, true_contributions_table
 from .encoding import best_layers, encode_subjects, layer_grid
 from .features import stimulus_tr_features
 from .lm import load_model, with_precision
+from .oracle import clean_target_dataset, fit_oracle, oracle_tables, with_noise
+from .recovery import recovery_scores
 
 #: Layer groups of the paper's Appendix B, in depth order.
 LAYER_GROUPS = ("early", "middle", "late")
@@ -57,7 +65,8 @@ LENS_TASK = "nwp_lens"
 # --------------------------------------------------------------------------------------------
 # Chapter 2: brain alignment per layer and per model
 # --------------------------------------------------------------------------------------------
-def alignment_scores(lm, datasets, layers, context=80, pooling="last", inner_folds=10, stride=16, progress=True):
+def alignment_scores(lm, datasets, layers, context=80, pooling="last", inner_folds=10, stride=16, progress=True,
+                     tr_features="average"):
     """Held-out r of every voxel of every subject at each layer (chapter 2's sweep).
 
     One pass of the model extracts (and caches) the features of every layer
@@ -71,7 +80,7 @@ def alignment_scores(lm, datasets, layers, context=80, pooling="last", inner_fol
     datasets : list of brainattr.schema.Dataset
         Subjects who read the same stimulus.
     layers : sequence of int
-    context, pooling, stride
+    context, pooling, stride, tr_features
         See :func:`brainattr.features.stimulus_tr_features`.
     inner_folds : int
         Inner CV folds choosing each voxel's ridge penalty.
@@ -88,11 +97,12 @@ def alignment_scores(lm, datasets, layers, context=80, pooling="last", inner_fol
     """
     layers = [int(layer) for layer in layers]
     # one pass of the model extracts (and caches) every layer; per layer it would rerun the lower blocks
-    stimulus_tr_features(lm, datasets[0].stimulus, layers, context=context, pooling=pooling, stride=stride)
+    stimulus_tr_features(lm, datasets[0].stimulus, layers, context=context, pooling=pooling, stride=stride,
+                         tr_features=tr_features)
     rows, fits = [], {}
     for layer in tqdm(layers, desc="layers", disable=not progress):
         encs = encode_subjects(lm, datasets, layer, context=context, pooling=pooling, stride=stride,
-                               inner_folds=inner_folds, progress=False)
+                               inner_folds=inner_folds, progress=False, tr_features=tr_features)
         for ds, enc in zip(datasets, encs):
             fits[ds.subject, layer] = enc
             rows.append(pd.DataFrame({"subject": ds.subject, "layer": layer, "voxel": np.arange(ds.n_voxels),
@@ -164,7 +174,8 @@ def attribute_layers(lm, datasets, layers, settings=AttributionSettings(), n_trs
     layers : sequence of int
     settings : brainattr.attribution.AttributionSettings
         Its ``tasks`` are ignored (BA everywhere; NWP once with the final readout, at every layer
-        with ``nwp_readout="logit_lens"``).
+        with ``nwp_readout="logit_lens"``); its ``context``, ``pooling`` and ``tr_features`` are
+        also those of the encoding models' features.
     n_trs, fold : int or None
         Evenly spaced held-out TRs of ``fold`` (see :func:`brainattr.attribution.held_out_trs`),
         unless ``trs`` is given.
@@ -193,7 +204,8 @@ def attribute_layers(lm, datasets, layers, settings=AttributionSettings(), n_trs
     per_layer_nwp = settings.nwp_readout != "final"
     for layer in tqdm(order, desc="attribution (layers, all subjects)", disable=not progress, leave=False):
         encs = encode_subjects(lm, datasets, layer, context=settings.context, pooling=settings.pooling,
-                               stride=stride, inner_folds=inner_folds, progress=False)
+                               stride=stride, inner_folds=inner_folds, progress=False,
+                               tr_features=settings.tr_features)
         if trs is None:
             trs = held_out_trs(encs[0], fold, n_trs)
         # the final readout's NWP is the same at every layer: computed once; the logit lens reads layer L
@@ -280,7 +292,7 @@ def chapter_tables(dataset="builtin", model="smollm2-135m", subjects=("sub-01",)
                    inner_folds=5, layer_step=5, layers=None, groups=LAYER_GROUPS, nwp_layer=None, n_trs=48, fold=0,
                    voxel_set="language", methods=("gxi",), max_words=None, n_language_voxels=1000,
                    n_control_voxels=500, seed=0, device="auto", precision="auto", data=None, lm=None,
-                   progress=True):
+                   progress=True, tr_features="average", text=None, data_options=None):
     """Load the subjects and the model, choose the layers and attribute them: chapters 4-7's first step.
 
     1. the subjects (:func:`brainattr.data.load_dataset`) and the model
@@ -293,12 +305,15 @@ def chapter_tables(dataset="builtin", model="smollm2-135m", subjects=("sub-01",)
 
     Parameters
     ----------
-    dataset, subjects, max_words, n_language_voxels, n_control_voxels, seed
+    dataset, subjects, max_words, n_language_voxels, n_control_voxels, seed, text
         See :func:`brainattr.data.load_dataset`.
+    data_options : dict or None
+        More arguments of the dataset's loader (``load_dataset``'s ``options``).
     model, device, precision
         See :func:`brainattr.lm.load_model`.
-    context, pooling, voxel_set, methods
-        See :class:`brainattr.attribution.AttributionSettings`.
+    context, pooling, voxel_set, methods, tr_features
+        See :class:`brainattr.attribution.AttributionSettings` (``tr_features`` also of the
+        encoding models that choose the layers).
     inner_folds : int
         Of the encoding models (as in chapter 2, so its fits are reused).
     layer_step : int
@@ -328,26 +343,119 @@ def chapter_tables(dataset="builtin", model="smollm2-135m", subjects=("sub-01",)
     """
     if data is None:
         data = load_dataset(dataset, subjects, max_words=max_words, n_language_voxels=n_language_voxels,
-                            n_control_voxels=n_control_voxels, seed=seed)
+                            n_control_voxels=n_control_voxels, seed=seed, text=text, options=data_options)
     if lm is None:
         lm = load_model(model, device=device, precision=precision)
     layer_scores = None
     if layers is None:  # chapter 2's fits, read from the cache
         best, layer_scores = best_layers(lm, data, layer_step, context=context, pooling=pooling,
-                                         inner_folds=inner_folds, progress=progress)
+                                         inner_folds=inner_folds, progress=progress, tr_features=tr_features)
         chosen = {g: int(best[g]) for g in best if g in groups}
         if not chosen:
             raise ValueError(f"no scored layer of {lm.name} falls in the {' or '.join(groups)} group (scored layers: "
                              f"{sorted(layer_scores)}); lower layer_step or give the layers.")
     else:
         chosen = {f"layer {layer}": int(layer) for layer in layers}
-    settings = AttributionSettings(context=context, pooling=pooling, methods=tuple(methods), voxel_set=voxel_set)
+    settings = AttributionSettings(context=context, pooling=pooling, methods=tuple(methods), voxel_set=voxel_set,
+                                   tr_features=tr_features)
     tables = attribute_layers(lm, data, list(chosen.values()), settings=settings, n_trs=n_trs, fold=fold,
                               nwp_layer=chosen.get("middle") if nwp_layer is None else nwp_layer,
                               inner_folds=inner_folds, progress=progress)
     tables["layer_group"] = tables["layer"].map({layer: g for g, layer in chosen.items()})
     return ChapterTables(data=data, lm=lm, groups=chosen, tables=tables, settings=settings, inner_folds=inner_folds,
                          n_trs=n_trs, fold=fold, layer_scores=layer_scores)
+
+
+def chapter_tables_by_model(models, model=None, dataset="builtin", subjects=("sub-01",), *, n_trs=48,
+                            other_n_trs=None, other_groups=None, layers=None, max_words=None, n_language_voxels=1000,
+                            n_control_voxels=500, seed=0, data=None, lm=None, progress=True, text=None,
+                            data_options=None, **kwargs):
+    """:func:`chapter_tables` of several models on the same subjects: chapters 4-6's figures per model.
+
+    The primary model (``model``, else the first of ``models``) is attributed as
+    :func:`chapter_tables` alone would (its tables feed the chapters' verdicts); every other model
+    at its own best early, middle and late layer (chapter 2's fits of that model, read from the
+    cache), on ``other_n_trs`` TRs and ``other_groups`` layer groups, so that a second model costs
+    a fraction of the first. The subjects are loaded once.
+
+    Parameters
+    ----------
+    models : sequence of str
+        Models drawn (see :func:`brainattr.lm.load_model`); ``model`` is put first when missing,
+        repeats are dropped.
+    model : str or None
+        The primary model (default: ``models[0]``).
+    dataset, subjects, max_words, n_language_voxels, n_control_voxels, seed, data, progress
+        As for :func:`chapter_tables`.
+    n_trs : int or None
+        Held-out TRs attributed for the primary model (None: all of them).
+    other_n_trs : int or None
+        For each other model (None: ``n_trs``). Fewer TRs keep the same spacing over the folds,
+        hence fewer independent blocks of text behind each of its CIs.
+    other_groups : sequence of str or None
+        Layer groups of the other models (None: those of the primary, ``kwargs["groups"]`` or
+        all three).
+    layers : sequence of int or None
+        Layers of the primary model given by hand (None: its best layers). Another model's layer
+        numbers mean other depths, so the other models always use their best layers.
+    lm : brainattr.lm.LanguageModel, optional
+        The primary model already loaded.
+    **kwargs
+        Passed to every :func:`chapter_tables` call (``context``, ``pooling``, ``inner_folds``,
+        ``layer_step``, ``groups``, ``fold``, ``voxel_set``, ``device``, ``precision``, ...).
+
+    Returns
+    -------
+    dict of str -> ChapterTables
+        One per model, the primary first, keyed by the names given.
+    """
+    names = list(dict.fromkeys(([model] if model else []) + list(models)))
+    if not names:
+        raise ValueError("chapter_tables_by_model needs at least one model: give `models` (or `model`).")
+    if data is None:
+        data = load_dataset(dataset, subjects, max_words=max_words, n_language_voxels=n_language_voxels,
+                            n_control_voxels=n_control_voxels, seed=seed, text=text, options=data_options)
+    groups = tuple(kwargs.pop("groups", LAYER_GROUPS))
+    out = {}
+    for k, name in enumerate(tqdm(names, desc="models", disable=not progress or len(names) == 1, leave=False)):
+        primary = k == 0
+        out[name] = chapter_tables(
+            model=name, data=data, lm=lm if primary else None, layers=layers if primary else None,
+            groups=groups if primary or other_groups is None else tuple(other_groups),
+            n_trs=n_trs if primary or other_n_trs is None else other_n_trs, progress=progress, **kwargs)
+    return out
+
+
+def model_tables(chapters, logit_lens=True, progress=False):
+    """Each model's GxI tables (and logit-lens NWP) in one long table with a ``model`` column.
+
+    Parameters
+    ----------
+    chapters : dict of str -> ChapterTables
+        :func:`chapter_tables_by_model`'s output.
+    logit_lens : bool or sequence of str
+        Add the :func:`logit_lens_tables` (``task`` = :data:`LENS_TASK`; stored, so a rerun only
+        reads) of every model (True), of none (False) or of the models named (e.g. the primary
+        one only: the logit lens of a model with a large vocabulary costs as much as its BA).
+    progress : bool
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of ``ChapterTables.gxi`` plus ``model`` (a categorical in the order of
+        ``chapters``): one row per (model, subject, layer, task, method, TR, window word).
+    """
+    lens = set(chapters) if logit_lens is True else set() if logit_lens is False else set(logit_lens)
+    if lens - set(chapters):
+        raise ValueError(f"logit_lens names {sorted(lens - set(chapters))}, not among the models {list(chapters)}.")
+    frames = []
+    for name, ch in chapters.items():
+        frames += [ch.gxi.assign(model=name)]
+        if name in lens:
+            frames += [logit_lens_tables(ch, progress=progress).assign(model=name)]
+    out = pd.concat(frames, ignore_index=True)
+    out["model"] = pd.Categorical(out["model"], list(chapters), ordered=True)
+    return out
 
 
 def logit_lens_tables(ch, methods=("gxi",), progress=False):
@@ -386,6 +494,203 @@ def logit_lens_tables(ch, methods=("gxi",), progress=False):
 # --------------------------------------------------------------------------------------------
 #: Columns of :func:`block_means`.
 BLOCK_COLUMNS = ["quantity", "estimate", "ci_low", "ci_high", "p", "n_blocks", "n_trs"]
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 3: attribution against the simulated subjects' planted truth
+# --------------------------------------------------------------------------------------------
+
+def truth_tables(datasets, trs, settings=AttributionSettings(), how="l2"):
+    """Each simulated subject's planted word truth on ``trs``, in the BA target's units and voxel set.
+
+    Parameters
+    ----------
+    datasets : list of Dataset
+        Simulated subjects.
+    trs : array of int
+    settings : AttributionSettings
+        Its ``voxel_set`` picks the voxels, as for the BA target.
+    how : {"l2", "sum"}
+        L2 norm over voxels (magnitudes, the default reading) or signed sum (the signed reading).
+
+    Returns
+    -------
+    dict subject -> pandas.DataFrame
+        :func:`brainattr.data.true_contributions_table` with ``units="response_sd"``.
+    """
+    return {ds.subject: true_contributions_table(ds, trs=trs, voxels=voxel_mask(settings.voxel_set, ds), how=how,
+                                                 units="response_sd") for ds in datasets}
+
+
+def plant_views(datasets, encodings):
+    """Each subject and its encoding model restricted to the sparse-plant voxels (``meta["voxel_plant"]``).
+
+    The BA target of such a view is the squared error over the plant voxels only, whose truth is
+    a known, sparse set of words (character mentions): what precision@k scores.
+
+    Returns
+    -------
+    (list of Dataset, list of EncodingResult)
+    """
+    views, encs = [], []
+    for ds, enc in zip(datasets, encodings):
+        plant = np.asarray(ds.meta.get("voxel_plant", np.zeros(ds.n_voxels, bool)), dtype=bool)
+        if not plant.any():
+            raise ValueError(f"{ds.subject} has no sparse-plant voxels (meta['voxel_plant']); simulate with "
+                             "plant_share > 0.")
+        views.append(ds.select_voxels(plant))
+        encs.append(enc.select_voxels(np.flatnonzero(plant)))
+    return views, encs
+
+
+def ground_truth_attributions(lm, datasets, encodings, layer, trs, settings=AttributionSettings(), clean_subject=0):
+    """The extra BA attributions of chapter 3's ground-truth checks, in one pass over the windows.
+
+    Every subject's sparse-plant view (:func:`plant_views`), and one subject's BA target taken
+    against the clean signal instead of its measured response (:func:`brainattr.oracle.clean_target_dataset`),
+    ride as extra "subjects" of one :func:`brainattr.attribution.attribute` call: the language
+    model runs once per batch, each extra target costs one backward pass.
+
+    Returns
+    -------
+    dict
+        ``("plant", subject)`` -> table for every subject, ``("clean", subject)`` -> table for
+        ``datasets[clean_subject]``.
+    """
+    views, view_encs = plant_views(datasets, encodings)
+    clean = clean_target_dataset(datasets[clean_subject])
+    out = attribute(lm, [clean] + views, [encodings[clean_subject]] + view_encs, layer,
+                    settings.replace(tasks=("ba",), methods=("gxi",)), trs=trs)
+    tables = {("clean", clean.subject): out[0][("ba", "gxi")].to_pandas()}
+    tables.update({("plant", v.subject): o[("ba", "gxi")].to_pandas() for v, o in zip(views, out[1:])})
+    return tables
+
+
+def recovery_table(sources, truths, plant_sources=None, plant_truths=None, how="abs", n_boot=1000, seed=0):
+    """:func:`brainattr.recovery.recovery_scores` of several sources side by side.
+
+    Parameters
+    ----------
+    sources : dict name -> (dict subject -> table)
+    truths : dict subject -> truth table
+    plant_sources : dict name -> (dict subject -> table), optional
+        The sources' sparse-plant tables (precision@k), where they have them.
+    plant_truths : dict subject -> truth table, optional
+    how, n_boot, seed
+        See :func:`brainattr.recovery.recovery_scores`.
+
+    Returns
+    -------
+    pandas.DataFrame with a ``source`` and a ``score`` level in its index
+    """
+    plant_sources = plant_sources or {}
+    return pd.concat({name: recovery_scores(tables, {s: truths[s] for s in tables}, plant_sources.get(name),
+                                            plant_truths, how=how, n_boot=n_boot, seed=seed)
+                      for name, tables in sources.items()}, names=["source"])
+
+
+#: The oracle ladder's rungs: (label, features, encoder fitted on, target), most ideal first.
+LADDER = (
+    ("i. oracle LM, fit on clean signal, prediction", "oracle", "clean", "prediction"),
+    ("ii. oracle LM, fit on measured, prediction", "oracle", "measured", "prediction"),
+    ("iii. oracle LM, fit on measured, MSE vs clean", "oracle", "measured", "mse_clean"),
+    ("iv. oracle LM, fit on measured, MSE vs measured", "oracle", "measured", "mse_measured"),
+    ("v. the LM, fit on measured, MSE vs clean", "lm", "measured", "mse_clean"),
+    ("vi. the LM, fit on measured, MSE vs measured (the pipeline)", "lm", "measured", "mse_measured"),
+)
+
+
+def oracle_ladder(dataset, lm_table, lm_clean_table, trs, settings=AttributionSettings(), inner_folds=5,
+                  ig_table=None, lm_plant_table=None, n_boot=1000, seed=0):
+    """Chapter 3's ladder for one subject: where recovery of the planted words is lost.
+
+    Rungs (:data:`LADDER`) go from an oracle language model, whose layer features are the
+    simulation's own drivers (:mod:`brainattr.oracle`), fitted on the clean signal and attributing
+    its prediction, down to the real pipeline: noise in the fit, the squared-error target (against
+    the clean signal, then the measured response), the LM's features. A last rung, when given, is
+    Integrated Gradients on the LM (the first-order method). Each rung is scored by
+    :func:`brainattr.recovery.recovery_scores` against the same truth.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        One simulated subject.
+    lm_table, lm_clean_table : attribution tables
+        The LM's BA GxI against the measured response and against the clean signal, on ``trs``.
+    trs : array of int
+    settings : AttributionSettings
+        Its ``voxel_set`` is the oracle's too.
+    inner_folds : int
+    ig_table : attribution table, optional
+        The LM's BA IG on some of ``trs``.
+    lm_plant_table : attribution table, optional
+        The LM's BA GxI of the subject's sparse-plant view (:func:`ground_truth_attributions`): with
+        it, the oracle is also fitted on the plant voxels and the oracle's measured-fit rungs and the
+        pipeline's get precision@k, the positive control of that score.
+    n_boot, seed
+
+    Returns
+    -------
+    (ladder, tables) : (pandas.DataFrame, dict)
+        ``ladder`` indexed by (rung, score); ``tables`` maps each rung to its attribution table.
+    """
+    voxels = np.flatnonzero(voxel_mask(settings.voxel_set, dataset))
+    rows = lm_table[lm_table["tr"].isin(trs)]
+    fits = {fit_on: fit_oracle(dataset, voxels, fit_on, inner_folds) for fit_on in ("clean", "measured")}
+    oracle = {fit_on: oracle_tables(dataset, enc, voxels, rows) for fit_on, enc in fits.items()}
+    lm = {"mse_measured": rows, "mse_clean": lm_clean_table[lm_clean_table["tr"].isin(trs)]}
+    tables = {label: (oracle[fit_on][target] if features == "oracle" else lm[target])
+              for label, features, fit_on, target in LADDER}
+    if ig_table is not None and len(ig_table):
+        tables["vii. the LM, Integrated Gradients, MSE vs measured"] = ig_table
+    truth = truth_tables([dataset], trs, settings)[dataset.subject]
+    plant, plant_truth = {}, None
+    if lm_plant_table is not None:
+        plant_mask = np.asarray(dataset.meta["voxel_plant"], dtype=bool)
+        view, plant_voxels = dataset.select_voxels(plant_mask), np.flatnonzero(plant_mask)
+        plant_fit = fit_oracle(dataset, plant_voxels, "measured", inner_folds)
+        on_plant = oracle_tables(dataset, plant_fit, plant_voxels, rows, ("prediction", "mse_measured"))
+        plant = {LADDER[1][0]: on_plant["prediction"], LADDER[3][0]: on_plant["mse_measured"],
+                 LADDER[5][0]: lm_plant_table[lm_plant_table["tr"].isin(trs)]}
+        plant_truth = {dataset.subject: truth_tables([view], trs, settings)[dataset.subject]}
+    s = dataset.subject
+    ladder = pd.concat({label: recovery_scores({s: t}, {s: truth}, {s: plant[label]} if label in plant else None,
+                                               plant_truth, n_boot=n_boot, seed=seed)
+                        for label, t in tables.items()}, names=["rung"])
+    return ladder, tables
+
+
+def noise_sweep(dataset, lm_rows, noise_levels, settings=AttributionSettings(), inner_folds=5, n_boot=1000, seed=0):
+    """Recovery against noise: the oracle's squared-error target refitted at each noise level.
+
+    The subject's noise is rescaled (:func:`brainattr.oracle.with_noise`, the same draw), the
+    oracle's encoder is refitted, and its BA target (MSE vs the measured response) and prediction
+    are attributed and scored. It shows from which noise level on the squared-error target stops
+    telling which words drive the voxels, even for a perfect language model.
+
+    Returns
+    -------
+    pandas.DataFrame with columns ``noise``, ``target``, ``mean_true_r`` (the voxels'
+    corr(clean, response)), ``held_out_r`` (the oracle's mean BA) and the word-identity
+    ``estimate``, ``ci_low``, ``ci_high``
+    """
+    voxels = np.flatnonzero(voxel_mask(settings.voxel_set, dataset))
+    trs = np.unique(lm_rows["tr"])
+    truth = truth_tables([dataset], trs, settings)[dataset.subject]
+    clean = as_simulated(dataset).clean[:, voxels]
+    out = []
+    for noise in noise_levels:
+        noisy = with_noise(dataset, noise)
+        enc = fit_oracle(noisy, voxels, "measured", inner_folds)
+        true_r = np.nanmean([np.corrcoef(clean[:, v], noisy.responses[:, voxels[v]])[0, 1]
+                             for v in range(voxels.size)])
+        for target, table in oracle_tables(noisy, enc, voxels, lm_rows, ("prediction", "mse_measured")).items():
+            wi = recovery_scores({dataset.subject: table}, {dataset.subject: truth}, n_boot=n_boot,
+                                 seed=seed).loc["word_identity"]
+            out.append(dict(noise=float(noise), target=target, mean_true_r=float(true_r),
+                            held_out_r=float(enc.scores.mean()), estimate=wi["estimate"], ci_low=wi["ci_low"],
+                            ci_high=wi["ci_high"]))
+    return pd.DataFrame(out)
 
 
 def block_means(per_tr, values=(), span=1, by=(), ratios=None, n_resamples=10000, seed=0):
@@ -573,15 +878,19 @@ def position_summary(table, threshold=0.10, edge=5, how="abs"):
     pandas.DataFrame
         One row per TR: ``tr``, ``n_words`` (window length), ``recent`` and ``oldest`` (% of the
         TR's important words at positions ``0..edge-1`` and at the window's ``edge`` oldest
-        positions), ``even`` (% an even spread would put in ``edge`` positions, ``100 * edge /
-        n_words``), ``com`` (centre of mass over all window words, in words back) and
+        positions), ``oldest_but_first`` (the same for the ``edge`` oldest positions after the
+        window's very first word, which a model without a start token reads as its first token,
+        an attention sink), ``even`` (% an even spread would put in ``edge`` positions, ``100 *
+        edge / n_words``), ``com`` (centre of mass over all window words, in words back) and
         ``com_important`` (over the important words only).
     """
     words = word_weights(table, how)
     n_words = words.groupby("tr").size().rename("n_words")
     imp = important_words(table, [threshold], how).merge(n_words.reset_index(), on="tr")
-    flags = imp.assign(recent=imp["position"] < edge, oldest=imp["position"] >= imp["n_words"] - edge)
-    shares = 100 * flags.groupby("tr")[["recent", "oldest"]].mean()
+    first = imp["n_words"] - 1  # position of the window's oldest word
+    flags = imp.assign(recent=imp["position"] < edge, oldest=imp["position"] > first - edge,
+                       oldest_but_first=(imp["position"] < first) & (imp["position"] >= first - edge))
+    shares = 100 * flags.groupby("tr")[["recent", "oldest", "oldest_but_first"]].mean()
     out = pd.concat([n_words, shares], axis=1).reset_index()
     out["even"] = 100 * edge / out["n_words"]
     out["com"] = center_of_mass(table, how=how).reindex(out["tr"]).to_numpy()
@@ -687,46 +996,212 @@ def method_agreement(tables, threshold=0.1, tasks=("ba", "nwp")):
 # Chapter 7: the fair masking sweep
 # --------------------------------------------------------------------------------------------
 def masking_effects(lm, dataset, encoding, layer, ba_table, nwp_table, trs, ks=(1, 2, 4, 7, 8), signed_ks=(7,),
-                    context=80, pooling="last", voxel_set="language", n_boot=1000, seed=0, progress=False):
+                    context=80, pooling="last", voxel_set="language", n_boot=1000, min_blocks=2, seed=0,
+                    progress=False):
     """Chapter 7's masking check: :func:`brainattr.masking.masking_sweep` by magnitude at every ``k``, by sign at a few.
 
     Masking by magnitude (``"abs"``) runs for every ``k`` of ``ks``; masking the most positive and
     the most negative words (``"pos"``, ``"neg"``) only for ``signed_ks``, which keeps the number
-    of passes over the windows (the cost) down: about ``1 + 5 len(ks) + 10 len(signed_ks)``. The
-    bootstrap resamples blocks of TRs (:func:`brainattr.masking.tr_blocks`: a block starts at the
-    first TR whose window shares no word with the block's first TR), so no masked TR is left out;
-    TRs farther apart than a window, as in the book's default, are each a block of their own.
+    of maskings (the cost) down: about ``1 + 5 len(ks) + 10 len(signed_ks)`` per subject, each
+    re-running only the tokens from its first masked word on
+    (:func:`brainattr.masking.evaluate_variants`). The bootstrap resamples blocks of TRs
+    (:func:`brainattr.masking.tr_blocks`: a block starts at the first TR whose window shares no
+    word with the block's first TR), so no masked TR is left out; TRs farther apart than a
+    window, as in the book's default, are each a block of their own.
 
     Parameters
     ----------
-    lm, dataset, encoding, layer, context, pooling, voxel_set, seed
-        As for :func:`brainattr.masking.masking_sweep` (one subject).
-    ba_table, nwp_table : pandas.DataFrame
-        That subject's GxI tables of the layer.
+    lm, layer, context, pooling, voxel_set, seed
+        As for :func:`brainattr.masking.masking_sweep`.
+    dataset, encoding : one subject's, or lists of several subjects' (one encoding per dataset)
+    ba_table : pandas.DataFrame, or a list of them (one per dataset)
+        The subjects' GxI tables of BA at the layer.
+    nwp_table : pandas.DataFrame
+        The GxI table of NWP (the same for every subject).
     trs : array of int
         The TRs masked (a subset of the tables' TRs).
-    ks, signed_ks : sequence of int
-        Words masked per TR, by magnitude and by sign.
-    n_boot : int
+    ks, signed_ks : sequence of int or float
+        Words masked per TR, by magnitude and by sign; a float in (0, 1) is a share of each
+        window's words (:data:`brainattr.masking.PAPER_SHARE`: the paper's top 1 %).
+    n_boot, min_blocks : int
+        Bootstrap resamples; fewer blocks than ``min_blocks`` give no CI.
     progress : bool
 
     Returns
     -------
     pandas.DataFrame
-        :func:`brainattr.masking.masking_sweep`'s summary, the rows of both sweeps.
+        :func:`brainattr.masking.masking_sweep`'s summary, the rows of both sweeps (with several
+        subjects, means over them).
     """
     from . import masking
 
     trs = np.asarray(sorted(int(t) for t in trs))
-    ba = ba_table[ba_table["tr"].isin(trs)]
+    several = isinstance(ba_table, (list, tuple))
+    ba = [t[t["tr"].isin(trs)] for t in (ba_table if several else [ba_table])]
     nwp = nwp_table[nwp_table["tr"].isin(trs)]
-    kw = dict(context=context, pooling=pooling, voxel_set=voxel_set, n_boot=n_boot, blocks="windows", seed=seed,
-              progress=progress)
+    ba = ba if several else ba[0]
+    kw = dict(context=context, pooling=pooling, voxel_set=voxel_set, n_boot=n_boot, blocks="windows",
+              min_blocks=min_blocks, seed=seed, progress=progress)
     parts = [masking.masking_sweep(lm, dataset, encoding, layer, ba, nwp, ks=list(ks), signs=("abs",), **kw)]
     if len(signed_ks):
         parts.append(masking.masking_sweep(lm, dataset, encoding, layer, ba, nwp, ks=list(signed_ks),
                                            signs=("pos", "neg"), **kw))
     return pd.concat(parts, ignore_index=True)
+
+
+def masking_at_context(lm, dataset, context=640, stride=256, n_trs=12, layer=None, share=0.01, signed=True,
+                       pooling="last", voxel_set="language", inner_folds=5, n_boot=1000, min_blocks=5, seed=0,
+                       progress=False):
+    """Chapter 7's masking at a long context (the paper's 640 words): the top ``share`` of each window.
+
+    The encoding model and the GxI tables are those of chapter 8's context control: the same call
+    (:func:`condition_tables` of one subject with ``context``, ``stride``, ``n_trs`` held-out TRs
+    of fold 0 and the model's middle layer), hence the same cache entries, so whichever chapter
+    runs first computes them and the other reads them. Then :func:`masking_effects` masks the top
+    ``share`` of each window's words (``ceil(share x words)``: 7 of a full 640-word window with its
+    delay words), by magnitude and, with ``signed``, by sign, with the position-matched and the
+    anywhere controls and both targets.
+
+    Parameters
+    ----------
+    lm : brainattr.lm.LanguageModel
+    dataset : brainattr.schema.Dataset
+        One subject.
+    context, stride : int
+        Words before the delay TRs; the feature extraction's step (as chapter 8's ``alt_context``,
+        ``alt_stride``).
+    n_trs : int or None
+        Evenly spaced held-out TRs of fold 0 (chapter 8's ``n_trs``).
+    layer : int or None
+        Default: the model's middle layer, as :func:`condition_tables`.
+    share : float
+        Of each window's words, masked (0.01: the paper's top 1 %).
+    signed : bool
+        Also mask the most positive and the most negative words.
+    pooling, voxel_set, inner_folds, n_boot, seed, progress
+        As for :func:`condition_tables` and :func:`masking_effects`.
+    min_blocks : int
+        Fewer independent stretches of text than this give no CI (NaN), hence no verdict: 12 TRs
+        of one fold read with 640-word windows fall in about 2.
+
+    Returns
+    -------
+    summary : pandas.DataFrame
+        :func:`masking_effects`' summary (``share`` filled, ``k`` the count of a full window).
+    tables : pandas.DataFrame
+        :func:`condition_tables`' GxI tables of the condition.
+    cost : dict
+        :func:`condition_tables`' cost (``encoding_s``, ``attribution_s``: near zero when read from
+        the cache) plus ``masking_s`` and ``n_trs``.
+    """
+    settings = AttributionSettings(pooling=pooling, voxel_set=voxel_set)
+    tables, cost = condition_tables(lm, [dataset], int(context), layer=layer, stride=stride, settings=settings,
+                                    n_trs=n_trs, inner_folds=inner_folds)
+    layer = int(cost["layer"])
+    enc, = encode_subjects(lm, [dataset], layer, context=int(context), pooling=pooling, stride=stride,
+                           inner_folds=inner_folds, progress=False)
+    g = tables[tables["method"] == "gxi"]
+    start = time.perf_counter()
+    summary = masking_effects(lm, dataset, enc, layer, g[g["task"] == "ba"], g[g["task"] == "nwp"], g["tr"].unique(),
+                              ks=[share], signed_ks=[share] if signed else [], context=int(context), pooling=pooling,
+                              voxel_set=voxel_set, n_boot=n_boot, min_blocks=min_blocks, seed=seed, progress=progress)
+    cost = dict(cost, masking_s=time.perf_counter() - start, n_trs=int(g["tr"].nunique()))
+    return summary, tables, cost
+
+
+def _masking_rows(summary, k=None):
+    """The rows by magnitude at ``k`` of a masking summary, indexed (masked_task, selection, target), and ``k``."""
+    from . import masking
+
+    s = summary[summary["sign"] == "abs"]
+    share = s["share"] if "share" in s else pd.Series(np.nan, index=s.index)
+    if k is None:
+        shares = share.dropna().unique()
+        if len(shares) == 1:
+            k = float(shares[0])
+        else:
+            k = masking.PAPER_K if masking.PAPER_K in set(s["k"]) else int(s["k"].max())
+    s = s[share == k] if masking.is_share(k) else s[(s["k"] == k) & share.isna()]
+    if s.empty:
+        raise ValueError(f"the masking summary has no rows by magnitude at k = {k}; pass one of its k or shares.")
+    return s.set_index(["masked_task", "selection", "target"]), k
+
+
+def masking_verdict_rows(summary, claim_ids=("masking-nwp-ce", "masking-ba-r"), k=None, label=""):
+    """Chapter 7's rows for :func:`verdict_table`: masking each task's top words by magnitude, against the paper.
+
+    NWP: the cross-entropy after masking the top NWP words over the unmasked one (a ratio; the
+    paper: more than doubles); BA: the % change of BA's r after masking the top BA words (the
+    paper: about -100 %). The null of each is the same change after masking the same positions
+    (what masking that many words there does anyway).
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        :func:`masking_effects`' summary.
+    claim_ids : (str, str)
+        The NWP and the BA claim of :mod:`brainattr.claims`.
+    k : int, float or None
+        The ``k`` compared (a float in (0, 1): the rows of that ``share``); None: the summary's
+        only share if it has one, else :data:`brainattr.masking.PAPER_K` if swept, else the
+        largest ``k``.
+    label : str
+        Put before each row's label (e.g. ``"640 words: "``).
+
+    Returns
+    -------
+    list of tuple
+        ``(claim_id, estimate, null, label)`` for :func:`verdict_table`.
+    """
+    from . import masking
+
+    s, k = _masking_rows(summary, k)
+    what = f"top {100 * k:g} %" if masking.is_share(k) else f"top {k}"
+    rows = []
+    for claim_id, task, target in zip(claim_ids, ("nwp", "ba"), ("nwp", "ba_r")):
+        top = s.loc[(task, f"top {task.upper()}", target)]
+        ctrl = s.loc[(task, "random same positions", target)]
+        if target == "nwp":         # a ratio to the unmasked loss
+            est = {"estimate": 1 + top.relative, "ci_low": 1 + top.rel_ci_low, "ci_high": 1 + top.rel_ci_high}
+            null, text = 1 + ctrl.relative, "NWP loss / unmasked"
+        else:                       # a % change
+            est = {"estimate": 100 * top.relative, "ci_low": 100 * top.rel_ci_low, "ci_high": 100 * top.rel_ci_high}
+            null, text = 100 * ctrl.relative, "% change of BA r"
+        rows.append((claim_id, dict(est, n_blocks=top.n_blocks), null,
+                     f"{label}{what} {task.upper()} words: {text}"))
+    return rows
+
+
+def masking_control_gaps(summary, k=None):
+    """Whether each task's top words do more than random words at the same positions, at one ``k``.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        :func:`masking_effects`' summary.
+    k : int, float or None
+        As for :func:`masking_verdict_rows`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per masked task, scored on its own target (NWP: cross-entropy, up = worse; BA: r,
+        down = worse): ``k``, ``top`` (% change after masking its top words) with ``top_ci_low``,
+        ``top_ci_high``, ``control`` (% change after masking the same positions), ``n_blocks`` and
+        ``beyond_control``: True when the top words' CI lies wholly on the harmful side of the
+        control's estimate, False when it does not, None without a CI.
+    """
+    s, k = _masking_rows(summary, k)
+    rows = []
+    for task, target in (("nwp", "nwp"), ("ba", "ba_r")):
+        top, ctrl = s.loc[(task, f"top {task.upper()}", target)], s.loc[(task, "random same positions", target)]
+        beyond = None
+        if np.isfinite(top.rel_ci_low) and np.isfinite(top.rel_ci_high):
+            beyond = bool(top.rel_ci_low > ctrl.relative if target == "nwp" else top.rel_ci_high < ctrl.relative)
+        rows.append(dict(task=task.upper(), target=target, k=k, top=100 * top.relative,
+                         top_ci_low=100 * top.rel_ci_low, top_ci_high=100 * top.rel_ci_high,
+                         control=100 * ctrl.relative, n_blocks=int(top.n_blocks), beyond_control=beyond))
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------

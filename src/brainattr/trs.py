@@ -2,7 +2,9 @@
 
 The encoder's input for one layer (paper, Sec. 3; Toneva & Wehbe 2019 conventions):
 
-1. the embeddings of the words shown in one TR are averaged (:func:`tr_average`);
+1. the embeddings of the words shown in one TR are averaged (:func:`tr_average`), or, for
+   listening data whose words arrive continuously, Lanczos-resampled to the TRs (the Huth-lab
+   convention); both are one word-to-TR weight matrix (:func:`word_tr_weights`);
 2. each run is z-scored per feature (:func:`zscore_runs`);
 3. the encoder input for TR t concatenates TRs t-1 ... t-4 of the same run (:func:`make_delayed`);
 4. the first and last TRs of each run are dropped (:func:`trim_mask`);
@@ -18,6 +20,77 @@ from .schema import DataError
 DELAYS = (1, 2, 3, 4)
 #: TRs dropped at the start and end of each run (Toneva & Wehbe 2019: 20 and 15).
 TRIM = (20, 15)
+#: How word features become TR features (:func:`word_tr_weights`): the mean of the words shown in
+#: each TR (the paper's), or Lanczos resampling of the word sequence at the TRs (Huth lab, LITcoder).
+TR_FEATURES = ("average", "lanczos")
+#: Lobes of the Lanczos kernel on each side (Huth lab's ``lanczosinterp2D``: 3).
+LANCZOS_WINDOW = 3
+
+
+def lanczos_kernel(dt, tr, window=LANCZOS_WINDOW):
+    """Lanczos low-pass kernel whose cutoff is the Nyquist frequency of sampling every ``tr`` seconds.
+
+    ``L(dt) = sinc(dt / tr) * sinc(dt / (window * tr))`` for ``|dt| < window * tr``, else 0, with
+    ``sinc(x) = sin(pi x) / (pi x)``: a sinc with cutoff ``1 / (2 tr)`` (its zeros fall on
+    multiples of ``tr``), tapered by a ``window``-times wider sinc.
+
+    Parameters
+    ----------
+    dt : array of float, any shape
+        Time from the sample (a word) to the TR, in seconds.
+    tr : float
+        Repetition time in seconds.
+    window : int
+
+    Returns
+    -------
+    weights : array of float64, the shape of ``dt``
+    """
+    x = np.asarray(dt, dtype=np.float64) / float(tr)
+    return np.where(np.abs(x) < window, np.sinc(x) * np.sinc(x / window), 0.0)
+
+
+def word_tr_weights(stimulus, method="average", window=LANCZOS_WINDOW):
+    """The weights that make TR features from word features: ``tr_features = weights @ word_features``.
+
+    ``"average"`` (the paper's): row t holds ``1 / n`` on each of the n words shown during TR t
+    (``Stimulus.word_trs``), so a TR's feature is the mean of its words and a TR without words is
+    zero. ``"lanczos"`` (Huth lab, LITcoder): row t holds :func:`lanczos_kernel` of the time from
+    each word's onset to the centre of TR t (``tr_times[t] + tr / 2``), for the words of the
+    same run, unnormalised as in the Huth lab's ``lanczosinterp2D`` (the per-run z-scoring that
+    follows removes the scale). The kernel reaches ``window`` TRs both ways, so a TR's feature
+    also depends on words of the next ``window`` TRs.
+
+    Parameters
+    ----------
+    stimulus : brainattr.schema.Stimulus
+    method : {"average", "lanczos"}
+    window : int
+        Lanczos lobes (``"lanczos"`` only).
+
+    Returns
+    -------
+    weights : array of float32, shape (n_trs, n_words)
+        Zero across runs. The averaging weights of each TR sum to 1 (0 for a TR without words).
+    """
+    if method not in TR_FEATURES:
+        raise ValueError(f"tr_features: unknown method {method!r}; use one of {TR_FEATURES} (per-TR averaging, "
+                         "the paper's; or Lanczos resampling, for continuous listening data).")
+    n_trs, n_words = stimulus.n_trs, stimulus.n_words
+    weights = np.zeros((n_trs, n_words), dtype=np.float32)
+    if method == "average":
+        word_trs = np.asarray(stimulus.word_trs)
+        ok = np.flatnonzero(word_trs >= 0)
+        counts = np.bincount(word_trs[ok], minlength=n_trs)
+        weights[word_trs[ok], ok] = 1.0 / counts[word_trs[ok]]
+        return weights
+    centres = stimulus.tr_times + stimulus.tr / 2.0
+    for run in np.unique(stimulus.tr_runs):      # words never reach across a run border
+        trs = np.flatnonzero(stimulus.tr_runs == run)
+        words = np.flatnonzero(stimulus.word_runs == run)
+        dt = centres[trs][:, None] - stimulus.word_onsets[words][None, :]
+        weights[np.ix_(trs, words)] = lanczos_kernel(dt, stimulus.tr, window)
+    return weights
 
 
 def tr_average(word_embeddings, word_trs, n_trs):

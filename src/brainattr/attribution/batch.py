@@ -1,12 +1,14 @@
 """Instances and batches: one TR window's token ids, pooling and attribution masks, padded together."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..lm import special_prefix, word_token_spans
+from ..trs import word_tr_weights
 from .windows import Window
 
 
@@ -22,15 +24,44 @@ class Instance:
 
 
 class TokenizedText:
-    """Tokenization of the whole stimulus, done once (same slicing as feature extraction)."""
+    """Tokenization of the whole stimulus, done once (same slicing as feature extraction).
 
-    def __init__(self, lm, stimulus):
+    ``tr_weights`` (n_trs, n_words) are the word-to-TR weights of the encoding model's features
+    (:func:`brainattr.trs.word_tr_weights`, method ``tr_features``): the head pools each delay
+    TR's word states with the same row, so it reproduces the encoding model's input exactly.
+    """
+
+    def __init__(self, lm, stimulus, tr_features="average"):
         self.token_ids, self.spans = word_token_spans(stimulus.words, lm.tokenizer)
         self.prefix = np.asarray(special_prefix(lm.tokenizer), dtype=np.int64)
         self.word_trs = stimulus.word_trs
+        self.tr_features = tr_features
+        self.tr_weights = word_tr_weights(stimulus, tr_features)
+
+
+def covering_window(text, window):
+    """``window`` widened, if needed, to every word that the pooling rows of its delay TRs weigh.
+
+    Per-TR averaging weighs only the words of the delay TRs, which the window already holds; the
+    Lanczos kernel also weighs words up to 3 TRs before and after them. The window then reaches
+    its last weighed word (positions count back from it) and the NWP target is the word after it.
+
+    Returns
+    -------
+    Window
+        ``window`` itself when it already covers them.
+    """
+    rows = [text.tr_weights[s] for s in window.source_trs if s >= 0]
+    weighed = np.flatnonzero(np.any(np.stack(rows) != 0, axis=0)) if rows else np.zeros(0, int)
+    if weighed.size == 0 or (weighed[0] >= window.start and weighed[-1] < window.end):
+        return window
+    start, end = min(window.start, int(weighed[0])), max(window.end, int(weighed[-1]) + 1)
+    n_words = len(text.spans)
+    return dataclasses.replace(window, start=start, end=end, next_word=end if end < n_words else -1)
 
 
 def make_instance(text, window, pooling, with_next):
+    window = covering_window(text, window)
     spans, prefix = text.spans, text.prefix
     t0, t1 = spans[window.start, 0], spans[window.end - 1, 1]
     nxt = window.next_word if with_next else -1
@@ -39,17 +70,18 @@ def make_instance(text, window, pooling, with_next):
     p0 = len(prefix)
     p1 = p0 + (t1 - t0)
     token_word = np.searchsorted(spans[:, 1], np.arange(t0, t1), side="right")
+    # one row of the encoding model's word-to-TR weights per delay TR: 1 / n_words for averaging
     pool = np.zeros((len(window.source_trs), p1), dtype=np.float32)
     for d, src in enumerate(window.source_trs):
         if src < 0:
             continue
-        words = np.flatnonzero(text.word_trs == src)
-        for w in words:
+        row = text.tr_weights[src]
+        for w in np.flatnonzero(row):
             a, b = spans[w] - t0 + p0
             if pooling == "last":
-                pool[d, b - 1] += 1.0 / len(words)
+                pool[d, b - 1] += row[w]
             elif pooling == "mean":
-                pool[d, a:b] += 1.0 / (len(words) * (b - a))
+                pool[d, a:b] += row[w] / (b - a)
             else:
                 raise ValueError(f"unknown pooling {pooling!r}; use 'last' or 'mean'.")
     present = np.array([s >= 0 for s in window.source_trs])

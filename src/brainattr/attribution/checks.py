@@ -109,7 +109,7 @@ def ig_path(lm, dataset, encoding, layer, tr, alphas, settings=AttributionSettin
     alphas : sequence of float
         Points of the path, 0 = baseline, 1 = input.
     settings : AttributionSettings
-        ``context``, ``pooling``, ``tasks``, ``voxel_set`` and ``ig_baseline`` are used.
+        ``context``, ``pooling``, ``tr_features``, ``tasks``, ``voxel_set`` and ``ig_baseline`` are used.
 
     Returns
     -------
@@ -118,7 +118,8 @@ def ig_path(lm, dataset, encoding, layer, tr, alphas, settings=AttributionSettin
     tasks, context, pooling = settings.tasks, settings.context, settings.pooling
     layer = lm.check_layer(int(layer))
     window = tr_window(dataset.stimulus, encoding, int(tr), context)
-    inst = make_instance(TokenizedText(lm, dataset.stimulus), window, pooling, with_next="nwp" in tasks)
+    text = TokenizedText(lm, dataset.stimulus, settings.tr_features)
+    inst = make_instance(text, window, pooling, with_next="nwp" in tasks)
     device = next(lm.model.parameters()).device
     batch = collate([inst], lm.tokenizer.pad_token_id, device)
     head, measured = None, torch.zeros((1, 1), device=device)

@@ -100,12 +100,12 @@ def compute_attributions(lm, datasets, encodings, layer, trs, settings=Attributi
         Subjects who read the same stimulus (responses and voxel labels).
     encodings : list of brainattr.encoding.EncodingResult
         One per subject, fitted on ``layer`` of ``lm`` with the same runs, trimming, delays and
-        pooling (and context) as here.
+        pooling, TR features (and context) as here.
     layer : int
     trs : array of int, shape (n_trs_sel,)
         Held-out (kept) stimulus TRs; each uses the fold that held it out.
     settings : AttributionSettings
-        Context, pooling, tasks, methods, voxel set, IG steps and baseline, batch size, precision.
+        Context, pooling, TR features, tasks, methods, voxel set, IG steps and baseline, batch size, precision.
     progress : bool
 
     Returns
@@ -123,7 +123,7 @@ def compute_attributions(lm, datasets, encodings, layer, trs, settings=Attributi
     check_same_text(datasets, encodings)
     layer = lm.check_layer(int(layer))
     stimulus, enc0 = datasets[0].stimulus, encodings[0]
-    text = TokenizedText(lm, stimulus)
+    text = TokenizedText(lm, stimulus, settings.tr_features)
     windows = select_windows(stimulus, enc0, trs, context)
     voxes = [voxel_mask(voxel_set, ds, enc) for ds, enc in zip(datasets, encodings)] if "ba" in tasks else []
     instances = [make_instance(text, w, pooling, with_next="nwp" in tasks) for w in windows]
@@ -253,7 +253,8 @@ def empty_table():
                                                                           else np.int64)) for c in COLUMNS})
 
 
-def predict_trs(lm, stimulus, encoding, layer, trs, context=80, pooling="last", batch_size=8):
+def predict_trs(lm, stimulus, encoding, layer, trs, context=80, pooling="last", batch_size=8,
+                tr_features="average"):
     """The BA head's predicted activity of TRs (all voxels), from the LM run on each TR's window.
 
     Equals ``encoding.predict_tr(tr, features)`` when the features were extracted with every word
@@ -264,13 +265,15 @@ def predict_trs(lm, stimulus, encoding, layer, trs, context=80, pooling="last", 
     lm, stimulus, encoding, layer, trs, context, pooling
         As for :func:`compute_attributions`.
     batch_size : int
+    tr_features : {"average", "lanczos"}
+        As ``AttributionSettings.tr_features``: the method of the encoding model's features.
 
     Returns
     -------
     prediction : array of float64, shape (n_trs_sel, n_voxels)
     """
     layer = lm.check_layer(int(layer))
-    text = TokenizedText(lm, stimulus)
+    text = TokenizedText(lm, stimulus, tr_features)
     trs = np.atleast_1d(np.asarray(trs, dtype=int))
     device = next(lm.model.parameters()).device
     out = np.zeros((trs.size, encoding.n_voxels))

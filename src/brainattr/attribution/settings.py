@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..trs import TR_FEATURES
+
 #: Attribution targets: brain alignment (MSE of the encoding head) and next-word prediction.
 TASKS = ("ba", "nwp")
 #: Attribution methods: Gradient x Input and Integrated Gradients.
@@ -58,6 +60,12 @@ class AttributionSettings:
         (nostalgebraist's logit lens), so NWP depends on the layer and, like BA, only blocks 1..L
         run (:func:`brainattr.attribution.targets.compute_targets`). Stored tables of the default
         keep their keys; the logit lens gets its own.
+    tr_features : {"average", "lanczos"}
+        How the encoding model's features turned word embeddings into TR features
+        (:func:`brainattr.trs.word_tr_weights`); must match them, as ``pooling`` must. The BA head
+        pools the words with the same weights, and for ``"lanczos"`` each window widens to every
+        word those weights reach (:func:`brainattr.attribution.batch.covering_window`). Stored
+        tables of the default keep their keys; Lanczos gets its own.
     """
 
     context: int = 80
@@ -71,6 +79,7 @@ class AttributionSettings:
     ig_rows: int = 8
     precision: object = None
     nwp_readout: str = "final"
+    tr_features: str = "average"
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -86,6 +95,9 @@ class AttributionSettings:
             raise ValueError(f"pooling: unknown pooling {self.pooling!r}; use 'last' or 'mean'.")
         if self.nwp_readout not in NWP_READOUTS:
             raise ValueError(f"nwp_readout: unknown NWP readout {self.nwp_readout!r}; use one of {NWP_READOUTS}.")
+        if self.tr_features not in TR_FEATURES:
+            raise ValueError(f"tr_features: unknown method {self.tr_features!r}; use one of {TR_FEATURES} (per-TR "
+                             "averaging, the paper's; or Lanczos resampling), the one the encoding features used.")
         if self.ig_baseline not in IG_BASELINES:
             raise ValueError(f"ig_baseline: unknown IG baseline {self.ig_baseline!r}; use one of {IG_BASELINES}.")
         if self.batch_size != "auto" and not (isinstance(self.batch_size, (int, np.integer))

@@ -1,22 +1,40 @@
-"""Stored runs: one table per (dataset, subject, model, layer, context, task, method), written in atomic parts."""
+"""Stored runs: one table per (dataset, subject, model, layer, context, task, method), written in atomic parts.
+
+Many processes may attribute into one table at once (``brainattr sweep`` runs one job per chunk of
+TRs): each writes only its own parts, each part atomically and under a name no other part has;
+merging the parts into the table (:func:`consolidate_table`) and reading which TRs are done
+happen under the table folder's lock (:data:`LOCK_FILE`), so no writer's rows are lost and no
+reader sees a table being replaced.
+"""
 from __future__ import annotations
 
 import contextlib
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..cache import array_hash, atomic_dir, cache_dir, cache_key
-from ..lm import with_precision
+from ..cache import (
+    array_hash,
+    atomic_dir,
+    cache_dir,
+    cache_key,
+    file_lock,
+    remove_dead_temporaries,
+    restore_dir,
+)
+from ..lm import special_prefix, with_precision
 from .engine import check_same_text, compute_attributions, empty_table
 from .settings import CPU_BATCH_SIZE, AttributionSettings
 from .windows import held_out_trs, voxel_mask
 
 #: Version of the stored table layout; bump when columns or semantics change.
 TABLE_VERSION = 1
+#: Lock file in each table's folder, held while the parts are merged or the table is read.
+LOCK_FILE = ".lock"
 
 
 def table_path(dataset, model, layer, context, task, method, settings=""):
@@ -45,11 +63,15 @@ def _quiet_datasets():
             datasets.enable_progress_bars()
 
 
-def _write(path, df):
-    """Write ``df`` as a ``datasets`` Arrow folder, atomically (renamed into place when complete)."""
+def _write(path, df, replace=True):
+    """Write ``df`` as a ``datasets`` Arrow folder, atomically (renamed into place when complete).
+
+    ``replace=False`` keeps a folder that another writer put at ``path`` meanwhile (a part:
+    whoever wrote it computed the same rows).
+    """
     with _quiet_datasets() as datasets:
         ds = datasets.Dataset.from_pandas(df.reset_index(drop=True), preserve_index=False)
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, replace=replace) as tmp:
             ds.save_to_disk(str(tmp))
 
 
@@ -58,43 +80,103 @@ def _read(path):
         return datasets.load_from_disk(str(path))
 
 
+def _lock(folder):
+    """The lock of one table folder (:func:`brainattr.cache.file_lock` on :data:`LOCK_FILE`)."""
+    return file_lock(folder / LOCK_FILE)
+
+
 def _parts(folder):
     parts = folder / "parts"
     if not parts.exists():
         return []
-    # hidden '.part-*.tmp' folders are writes a killed run never finished: ignored, then cleaned
-    for junk in parts.glob(".*.tmp"):
-        shutil.rmtree(junk, ignore_errors=True)
+    # hidden '.part-*.tmp' folders are writes in progress (another job's: left alone) or writes a
+    # killed run never finished (their writer is dead: cleaned)
+    remove_dead_temporaries(parts)
     return sorted(p for p in parts.iterdir() if p.name.startswith("part-"))
 
 
 def _done_trs(folder):
+    """TRs held by the table or a finished part of ``folder``, set of int (read under its lock)."""
     done = set()
-    if (folder / "table").exists():
-        done |= set(np.unique(_read(folder / "table")["tr"]).tolist())
-    for p in _parts(folder):
-        done |= set(np.unique(_read(p)["tr"]).tolist())
+    with _lock(folder):
+        restore_dir(folder / "table")
+        if (folder / "table").exists():
+            done |= set(np.unique(_read(folder / "table")["tr"]).tolist())
+        for p in _parts(folder):
+            done |= set(np.unique(_read(p)["tr"]).tolist())
     return done
 
 
-def _consolidate(folder):
-    """Merge finished parts into ``table`` (atomically), then drop the parts."""
-    parts = _parts(folder)
-    if not parts:
-        return
-    frames, seen = [], set()
-    if (folder / "table").exists():
-        frames.append(_read(folder / "table").to_pandas())
-        seen = set(frames[0]["tr"].unique().tolist())
-    for p in parts:
-        df = _read(p).to_pandas()
-        df = df[~df["tr"].isin(seen)]  # a part already merged before a kill: skip its rows
-        seen |= set(df["tr"].unique().tolist())
-        frames.append(df)
-    merged = pd.concat(frames, ignore_index=True).sort_values(["tr", "word_index"], kind="stable")
-    _write(folder / "table", merged)
-    for p in parts:
-        shutil.rmtree(p, ignore_errors=True)
+def consolidate_table(folder) -> bool:
+    """Merge the finished parts of one table folder into its ``table`` (atomically), then drop them.
+
+    Runs under the folder's lock, so concurrent calls (every job of a sweep may make one) merge
+    each part once: a part written while another process merges stays for the next call. Rows
+    of a TR already in the table (a part merged before a kill) are skipped.
+
+    Parameters
+    ----------
+    folder : Path
+        A table folder (:func:`table_path`).
+
+    Returns
+    -------
+    bool
+        True if parts were merged.
+    """
+    folder = Path(folder)
+    with _lock(folder):
+        restore_dir(folder / "table")  # a swap cut between its two renames
+        parts = _parts(folder)
+        if not parts:
+            return False
+        frames, seen = [], set()
+        if (folder / "table").exists():
+            frames.append(_read(folder / "table").to_pandas())
+            seen = set(frames[0]["tr"].unique().tolist())
+        for p in parts:
+            df = _read(p).to_pandas()
+            df = df[~df["tr"].isin(seen)]  # a part already merged before a kill: skip its rows
+            seen |= set(df["tr"].unique().tolist())
+            frames.append(df)
+        merged = pd.concat(frames, ignore_index=True).sort_values(["tr", "word_index"], kind="stable")
+        _write(folder / "table", merged)
+        for p in parts:
+            shutil.rmtree(p, ignore_errors=True)
+    return True
+
+
+def consolidate_tables(root=None) -> list:
+    """:func:`consolidate_table` on every stored table folder that holds parts.
+
+    Parameters
+    ----------
+    root : Path, optional
+        Where to look (default: ``cache_dir("attributions")``).
+
+    Returns
+    -------
+    list of Path
+        The folders whose parts were merged.
+    """
+    root = Path(root) if root is not None else cache_dir("attributions")
+    folders = sorted({p.parent for p in root.rglob("parts") if p.is_dir()})
+    return [f for f in folders if consolidate_table(f)]
+
+
+def read_table(folder):
+    """The merged table of one folder (under its lock), or None if it has none yet.
+
+    Returns
+    -------
+    datasets.Dataset or None
+        Memory-mapped; a later merge replaces the folder's files by renaming, which leaves this
+        one readable.
+    """
+    folder = Path(folder)
+    with _lock(folder):
+        restore_dir(folder / "table")
+        return _read(folder / "table") if (folder / "table").exists() else None
 
 
 def _table_folders(lm, datasets, encodings, voxes, layer, settings):
@@ -102,7 +184,11 @@ def _table_folders(lm, datasets, encodings, voxes, layer, settings):
     tasks, methods, context = settings.tasks, settings.methods, settings.context
     ig_steps, ig_baseline = settings.ig_steps, settings.ig_baseline
     common = dict(version=TABLE_VERSION, stimulus=datasets[0].stimulus.fingerprint, hidden=lm.hidden_size,
-                  n_layers=lm.n_layers)
+                  n_layers=lm.n_layers, prefix=special_prefix(lm.tokenizer))
+    # averaging keeps the keys it had before TR features were selectable; Lanczos changes the pooling
+    # (BA) and widens the windows (both tasks: the NWP target is the word after the widened window)
+    if settings.tr_features != "average":
+        common["tr_features"] = settings.tr_features
     # the zero baseline keeps the key it had before baselines were selectable
     ig_params = ig_steps if ig_baseline == "zero" else (ig_steps, ig_baseline)
     folders = {}
@@ -120,6 +206,67 @@ def _table_folders(lm, datasets, encodings, voxes, layer, settings):
                                               enc.response_means, enc.response_stds))
                 folders[(k, "ba", m)] = table_path(ds, lm.name, layer, context, "ba", m, cache_key(**ba)[:10])
     return folders
+
+
+def _prepare(lm, datasets, encodings, settings, trs, fold, n_trs):
+    """The model in the settings' precision, the settings without it, and the sorted TRs."""
+    check_same_text(datasets, encodings)
+    if settings.precision is not None:
+        lm = with_precision(lm, settings.precision)
+        settings = settings.replace(precision=None)
+    if trs is None:
+        trs = held_out_trs(encodings[0], fold, n_trs)
+    return lm, settings, np.unique(np.atleast_1d(np.asarray(trs, dtype=int)))
+
+
+def _write_missing_parts(lm, datasets, encodings, layer, settings, trs, part_size, progress):
+    """Compute and write, part by part, the TRs some table still misses; return the table folders."""
+    tasks, methods, batch_size = settings.tasks, settings.methods, settings.batch_size
+    voxes = [voxel_mask(settings.voxel_set, ds, enc) for ds, enc in zip(datasets, encodings)] if "ba" in tasks else []
+    folders = _table_folders(lm, datasets, encodings, voxes, layer, settings)
+    done = {k: _done_trs(f) for k, f in folders.items()}
+    part_size = int(part_size or 4 * (CPU_BATCH_SIZE if batch_size == "auto" else int(batch_size)))
+    todo = [tr for tr in trs if any(tr not in d for d in done.values())]
+    chunks = [todo[i:i + part_size] for i in range(0, len(todo), part_size)]
+    for chunk in tqdm(chunks, desc="attribution parts", disable=not progress or len(chunks) < 2, leave=False):
+        # compute only what some table still misses for this chunk
+        missing = [key for key in folders if any(tr not in done[key] for tr in chunk)]
+        need_t = tuple(t for t in tasks if any(key[1] == t for key in missing))
+        need_m = tuple(m for m in methods if any(key[2] == m for key in missing))
+        need_k = sorted({key[0] for key in missing})
+        results = compute_attributions(lm, [datasets[k] for k in need_k], [encodings[k] for k in need_k], layer,
+                                       chunk, settings.replace(tasks=need_t, methods=need_m), progress=False)
+        for k, result in zip(need_k, results):
+            for (t, m), df in result.items():
+                if (k, t, m) in missing:
+                    # a part holds only this writer's TRs; a same-named part another writer finished first is kept
+                    _write(folders[(k, t, m)] / "parts" / f"part-{int(chunk[0]):06d}-{int(chunk[-1]):06d}", df,
+                           replace=False)
+                    done[(k, t, m)] |= set(int(x) for x in chunk)
+    return folders
+
+
+def attribute_parts(lm, datasets, encodings, layer, settings=AttributionSettings(), trs=None, fold=0, n_trs=None,
+                    part_size=None, progress=True):
+    """Compute and store, as parts, the TRs of :func:`attribute` that its tables still miss; merge nothing.
+
+    What a job of a sweep calls: several such calls, in several processes, may write into the
+    same tables at once (each writes only its own parts); one :func:`consolidate_table` per
+    folder (or :func:`consolidate_tables`) then merges them. Resumable like :func:`attribute`:
+    the TRs of finished parts are not recomputed.
+
+    Parameters
+    ----------
+    lm, datasets, encodings, layer, settings, trs, fold, n_trs, part_size, progress
+        As for :func:`attribute`.
+
+    Returns
+    -------
+    dict of (int, str, str) -> Path
+        (subject index, task, method) -> the table folder (:func:`table_path`).
+    """
+    lm, settings, trs = _prepare(lm, datasets, encodings, settings, trs, fold, n_trs)
+    return _write_missing_parts(lm, datasets, encodings, layer, settings, trs, part_size, progress)
 
 
 def attribute(lm, datasets, encodings, layer, settings=AttributionSettings(), trs=None, fold=0, n_trs=None,
@@ -163,14 +310,8 @@ def attribute(lm, datasets, encodings, layer, settings=AttributionSettings(), tr
         word. Use ``.to_pandas()`` for analysis and :func:`brainattr.analysis.word_weights` for
         normalised scores.
     """
-    check_same_text(datasets, encodings)
-    if settings.precision is not None:
-        lm = with_precision(lm, settings.precision)
-        settings = settings.replace(precision=None)
-    tasks, methods, batch_size = settings.tasks, settings.methods, settings.batch_size
-    if trs is None:
-        trs = held_out_trs(encodings[0], fold, n_trs)
-    trs = np.unique(np.atleast_1d(np.asarray(trs, dtype=int)))
+    lm, settings, trs = _prepare(lm, datasets, encodings, settings, trs, fold, n_trs)
+    tasks, methods = settings.tasks, settings.methods
     if not cache:
         results = compute_attributions(lm, datasets, encodings, layer, trs, settings, progress)
         with _quiet_datasets() as hf:
@@ -178,29 +319,11 @@ def attribute(lm, datasets, encodings, layer, settings=AttributionSettings(), tr
             return [{k: nwp[k] if k in nwp else hf.Dataset.from_pandas(v, preserve_index=False)
                      for k, v in r.items()} for r in results]
 
-    voxes = [voxel_mask(settings.voxel_set, ds, enc) for ds, enc in zip(datasets, encodings)] if "ba" in tasks else []
-    folders = _table_folders(lm, datasets, encodings, voxes, layer, settings)
-    done = {k: _done_trs(f) for k, f in folders.items()}
-    part_size = int(part_size or 4 * (CPU_BATCH_SIZE if batch_size == "auto" else int(batch_size)))
-    todo = [tr for tr in trs if any(tr not in d for d in done.values())]
-    chunks = [todo[i:i + part_size] for i in range(0, len(todo), part_size)]
-    for chunk in tqdm(chunks, desc="attribution parts", disable=not progress or len(chunks) < 2, leave=False):
-        # compute only what some table still misses for this chunk
-        missing = [key for key in folders if any(tr not in done[key] for tr in chunk)]
-        need_t = tuple(t for t in tasks if any(key[1] == t for key in missing))
-        need_m = tuple(m for m in methods if any(key[2] == m for key in missing))
-        need_k = sorted({key[0] for key in missing})
-        results = compute_attributions(lm, [datasets[k] for k in need_k], [encodings[k] for k in need_k], layer,
-                                       chunk, settings.replace(tasks=need_t, methods=need_m), progress=False)
-        for k, result in zip(need_k, results):
-            for (t, m), df in result.items():
-                if (k, t, m) in missing:
-                    _write(folders[(k, t, m)] / "parts" / f"part-{int(chunk[0]):06d}-{int(chunk[-1]):06d}", df)
-                    done[(k, t, m)] |= set(int(x) for x in chunk)
+    folders = _write_missing_parts(lm, datasets, encodings, layer, settings, trs, part_size, progress)
     tables = {}
     for key, folder in folders.items():
-        _consolidate(folder)
-        table = _read(folder / "table") if (folder / "table").exists() else None
+        consolidate_table(folder)
+        table = read_table(folder)
         if table is None:
             with _quiet_datasets() as hf:
                 table = hf.Dataset.from_pandas(empty_table(), preserve_index=False)

@@ -5,6 +5,8 @@ Examples::
     python -m brainattr book                          # run every notebook (profile quick), build the HTML
     python -m brainattr run 02 -p context 640         # one notebook, one parameter changed
     python -m brainattr run-all --profile paper       # every notebook at paper scale
+    python -m brainattr sweep --profile paper --dry-run   # the paper's grid as jobs (run them: --executor slurm)
+    python -m brainattr sweep --profile paper --status    # jobs done / running / failed per stage
     python -m brainattr params --profile tiny         # the resolved parameters, per notebook
     python -m brainattr params --table                # the parameter reference (Markdown)
     python -m brainattr check-book _build/html        # open every page in headless Chromium
@@ -66,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 
     check.add_arguments(sub.add_parser("check-book", help="check the built book's pages in headless Chromium"))
     _add_download_parser(sub)
+    _add_sweep_parser(sub, common)
     return parser
 
 
@@ -74,6 +77,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "download":
         return _download(args)
+    if args.command == "sweep":
+        return _sweep(args)
     if args.command == "check-book":
         from . import check
 
@@ -138,6 +143,85 @@ def _run(args, runner) -> None:
             raise ParamsError("book always uses the build_dir of params.yml (the book's _toc.yml points there).")
         runner.build_book(config, args.profile, overrides, run=not args.no_run, strict=not args.no_strict,
                           log_output=args.log_output, timeout=args.timeout, progress=progress)
+
+
+def _add_sweep_parser(sub, common) -> None:
+    p = sub.add_parser("sweep", parents=[common], help="run the profile's whole grid as jobs (SLURM, local, debug)",
+                       description="Run a profile's grid as jobs on submitit: stage A (features, encoding) per "
+                                   "(model, layer), stage B (attribution) per (model, layer group, chunk of TRs) "
+                                   "after its model's stage A, then merge the tables and run the notebooks. "
+                                   "Rerunning skips what is done.")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
+                   help="override a parameter, as for run-all")
+    p.add_argument("--executor", default="local", help="slurm, local (default: jobs on this machine) or debug "
+                                                       "(in this process, one after the other)")
+    p.add_argument("--partition", default=None, help="SLURM partition")
+    p.add_argument("--gpus-per-job", type=int, default=0, help="GPUs per job (local: one job per that many "
+                                                               "visible GPUs); default 0")
+    p.add_argument("--time", type=int, default=240, help="time limit per job in minutes (default 240); a job "
+                                                         "still running then is requeued and resumes")
+    p.add_argument("--array-parallelism", type=int, default=64, help="SLURM: jobs of one array at once (default 64)")
+    p.add_argument("--slurm-extra", action="append", default=[], metavar="KEY=VALUE",
+                   help="another sbatch option, e.g. account=mylab or mem=64G (repeatable)")
+    p.add_argument("--jobs", type=int, default=1, help="local: CPU jobs at once (default 1)")
+    p.add_argument("--trs-per-job", type=int, default=64, help="held-out TRs per stage-B job (default 64)")
+    p.add_argument("--build-dir", default=None, help="where the final step's notebooks go (default: build/; "
+                                                     "{profile} and {model} are filled in)")
+    p.add_argument("--no-notebooks", action="store_true", help="final step: merge the tables, run no notebook")
+    p.add_argument("--status", action="store_true", help="print jobs done / running / failed per stage and exit")
+    p.add_argument("--dry-run", action="store_true", help="list the jobs and exit; nothing is submitted")
+    p.add_argument("--skip-cache-check", action="store_true",
+                   help="SLURM: do not probe whether the compute nodes share the cache folder")
+    p.add_argument("--probe-timeout", type=float, default=900.0, help="seconds to wait for that probe (default 900)")
+
+
+def notebook_values(resolved) -> dict:
+    """Every parameter of a resolved notebook: its parameters cell's literal defaults, then the injected values."""
+    literal = (bool, int, float, str, list, tuple, dict, type(None))
+    defaults = {name: p.default for name, p in resolved.declared.items() if isinstance(p.default, literal)}
+    return {**defaults, **resolved.parameters}
+
+
+def _sweep(args) -> int:
+    """``brainattr sweep``: check the options, plan the grid, then list it, report on it or run it."""
+    import functools
+
+    from .. import sweep
+    from .params import ParamsError, load_config, parse_overrides, resolve
+
+    try:
+        config = load_config(args.params_file)
+        profile = args.profile or config.default_profile
+        overrides = parse_overrides(args.parameter)
+        options = sweep.SubmitOptions(
+            executor=args.executor, partition=args.partition, gpus_per_job=args.gpus_per_job, time=args.time,
+            array_parallelism=args.array_parallelism, slurm_extra=sweep.parse_slurm_extra(args.slurm_extra),
+            jobs=args.jobs, check_shared_cache=not args.skip_cache_check, probe_timeout=args.probe_timeout)
+        if not (args.status or args.dry_run):
+            sweep.check_options(options)  # before the planning, which loads the data
+        resolved = resolve(config, profile, overrides)
+        settings = sweep.settings_from_notebooks({r.spec.name: notebook_values(r) for r in resolved})
+        plan = sweep.plan_sweep(settings, args.trs_per_job, name=profile)
+        if args.status:
+            print(sweep.format_status(plan), end="")
+            return 0
+        if args.dry_run:
+            print(sweep.format_plan(plan), end="")
+            return 0
+        from . import runner
+        from .progress import say
+
+        notebooks = None if args.no_notebooks else functools.partial(
+            runner.notebooks_after_sweep, config, profile, overrides, args.build_dir)
+        report = sweep.run_sweep(plan, options, notebooks=notebooks, echo=say)
+    except (sweep.SweepError, ParamsError) as exc:
+        print(f"brainattr: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("brainattr: interrupted (finished jobs and parts are kept; run the same command to resume)",
+              file=sys.stderr)
+        return 130
+    return 0 if report.ok else 1
 
 
 def _add_download_parser(sub) -> None:

@@ -7,7 +7,11 @@ The flow (``brainattr book``):
    ``notebooks/`` are never written). Wall time and status per notebook go to ``build/timings.json``.
    A failing notebook stops the run with :class:`NotebookFailed`, which names the notebook and the
    executed copy holding the traceback. In the executed copies, plumbing cells get the
-   ``hide-input`` tag (:func:`plumbing_reason` states the rule). While a notebook runs, each
+   ``hide-input`` tag (:func:`plumbing_reason` states the rule). A run holds the build folder's
+   lock (:data:`RUN_LOCK`) from start to end, so a second run into the same folder stops at once
+   with :class:`BuildFolderBusy` instead of overwriting the first one's notebooks; give each run
+   or model its own folder with ``--build-dir`` (``{profile}`` and ``{model}`` in it are filled
+   in, :func:`expand_build_dir`). While a notebook runs, each
    pipeline stage it computes is printed as it finishes (:class:`StageProgress` tails the stage
    log), with a line every few minutes while nothing finishes, and on a terminal papermill's
    progress bar counts the cells.
@@ -37,6 +41,7 @@ from ..cache import (
     STAGE_LOG_ENV,
     atomic_path,
     cache_root,
+    file_lock,
 )
 from .pages import STAGE_LOG, forget_stages, write_book_inputs
 from .params import Config, ParamsError, load_config, resolve
@@ -65,6 +70,18 @@ class NotebookFailed(RuntimeError):
 
 class BookBuildFailed(RuntimeError):
     """Jupyter Book reported an error or a warning."""
+
+
+class BuildFolderBusy(RuntimeError):
+    """Another run is executing notebooks into the same build folder."""
+
+
+#: Lock file in a build folder, held by :func:`run_notebooks` for a whole run.
+RUN_LOCK = ".run.lock"
+#: Lock file in a build folder, held while ``timings.json`` is read, changed and written back.
+TIMINGS_LOCK = ".timings.lock"
+#: The ``notebook`` that a sweep's jobs give their stage-log records (:func:`record_sweep_stages`).
+SWEEP_NOTEBOOK = "sweep"
 
 
 # --------------------------------------------------------------------------- environment
@@ -273,20 +290,89 @@ def update_timings(build_dir: Path, entries: dict, profile: str) -> Path:
         The timings file.
     """
     path = Path(build_dir) / "timings.json"
-    data = {}
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            data = {}
-    data.setdefault("notebooks", {}).update(entries)
-    data["updated"] = _now()
-    data["last_profile"] = profile
-    data["host"] = {"python": platform.python_version(), "platform": platform.platform(),
-                    "machine": platform.machine(), "cpus": os.cpu_count()}
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    # a read-modify-write: under a lock, so two processes never drop each other's entries
+    with file_lock(Path(build_dir) / TIMINGS_LOCK):
+        data = {}
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                data = {}
+        data.setdefault("notebooks", {}).update(entries)
+        data["updated"] = _now()
+        data["last_profile"] = profile
+        data["host"] = {"python": platform.python_version(), "platform": platform.platform(),
+                        "machine": platform.machine(), "cpus": os.cpu_count()}
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     return path
+
+
+def expand_build_dir(build_dir, profile: str, parameters: dict | None = None) -> Path:
+    """A build folder with ``{profile}`` and ``{model}`` filled in, e.g. ``build/{model}``.
+
+    Parameters
+    ----------
+    build_dir : str or Path
+    profile : str
+    parameters : dict, optional
+        Resolved parameters holding ``model`` (its ``/`` become ``--``, as in the cache).
+
+    Returns
+    -------
+    Path
+    """
+    model = re.sub(r"[^A-Za-z0-9._-]+", "--", str((parameters or {}).get("model", "default-model")))
+    try:
+        return Path(str(build_dir).format(profile=profile, model=model))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ParamsError(f"--build-dir {build_dir!r}: only {{profile}} and {{model}} can be filled in ({exc}).") from None
+
+
+def _hold_build_folder(build_dir: Path):
+    """Take the build folder's run lock, or raise :class:`BuildFolderBusy` at once."""
+    import filelock
+
+    lock = file_lock(build_dir / RUN_LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise BuildFolderBusy(f"Another run is executing notebooks into {build_dir} (it holds {build_dir / RUN_LOCK}); "
+                              f"its executed notebooks and timings would be overwritten. Wait for it, or give this "
+                              f"run its own folder: --build-dir {build_dir}-2 (or 'build/{{model}}', one per "
+                              f"model).") from None
+    return lock
+
+
+def record_sweep_stages(build_dir: Path, records: list) -> Path:
+    """Put a sweep's stage-log records into a build folder's stage log, replacing the previous sweep's.
+
+    The jobs of ``brainattr sweep`` log what they compute into their own files; this merges them
+    where the compute page reads the notebooks' records (their ``notebook`` is
+    :data:`SWEEP_NOTEBOOK`), under the build folder's run lock.
+
+    Parameters
+    ----------
+    build_dir : Path
+    records : list of dict
+        Stage-log records (:func:`brainattr.cache.read_stage_log`).
+
+    Returns
+    -------
+    Path
+        The stage log.
+    """
+    build_dir = Path(build_dir)
+    stage_log = build_dir / STAGE_LOG
+    lock = _hold_build_folder(build_dir)
+    try:
+        forget_stages(stage_log, SWEEP_NOTEBOOK)
+        with open(stage_log, "a") as fh:
+            for record in records:
+                fh.write(json.dumps(dict(record, notebook=SWEEP_NOTEBOOK), default=str) + "\n")
+    finally:
+        lock.release()
+    return stage_log
 
 
 def execute_notebook(source: Path, output: Path, parameters: dict, kernel: str = "python3",
@@ -389,6 +475,7 @@ def run_notebooks(config: Config, profile: str | None = None, overrides: dict | 
         The notebooks to run, in any form :func:`brainattr.book.params.find_notebook` accepts.
     build_dir : Path, optional
         Where the executed copies go (``<build_dir>/notebooks/``); default: params.yml's.
+        ``{profile}`` and ``{model}`` are filled in (:func:`expand_build_dir`).
     log_output : bool
         Echo the cells' output while they run.
     timeout : float, optional
@@ -409,14 +496,29 @@ def run_notebooks(config: Config, profile: str | None = None, overrides: dict | 
     ------
     ParamsError
         Before anything runs, if the parameters do not validate.
+    BuildFolderBusy
+        Before anything runs, if another run is executing notebooks into the same build folder.
     NotebookFailed
         At the first notebook that fails (after recording it in ``timings.json``).
     """
     profile = profile or config.default_profile
     resolved = resolve(config, profile, overrides, notebooks, require_all=notebooks is None)
-    build_dir = Path(build_dir or config.build_dir).absolute()
+    build_dir = expand_build_dir(build_dir or config.build_dir, profile,
+                                 resolved[0].parameters if resolved else None).absolute()
     env = prepare_environment(config)
     check_kernel(config.kernel)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    lock = _hold_build_folder(build_dir)
+    try:
+        return _run_resolved(config, profile, overrides, resolved, build_dir, env, log_output, timeout, echo,
+                             progress, heartbeat)
+    finally:
+        lock.release()
+
+
+def _run_resolved(config, profile, overrides, resolved, build_dir, env, log_output, timeout, echo, progress,
+                  heartbeat) -> list[RunResult]:
+    """:func:`run_notebooks` once the parameters are checked and the build folder is held."""
     if progress is None:
         progress = sys.stderr.isatty()
     echo(f"brainattr: profile {profile!r}, {len(resolved)} notebook(s) -> {build_dir / 'notebooks'}; "
@@ -453,6 +555,34 @@ def run_notebooks(config: Config, profile: str | None = None, overrides: dict | 
         results.append(RunResult(r.spec.name, output, seconds, "ok"))
     echo(f"brainattr: {len(results)} notebook(s) done in {format_duration(time.perf_counter() - started)}")
     return results
+
+
+def notebooks_after_sweep(config: Config, profile: str | None, overrides: dict | None, build_dir,
+                          stage_records: list) -> list[str]:
+    """A sweep's final step on the book's side: record the jobs' stage costs, then run every notebook.
+
+    ``brainattr sweep`` calls it (pickled, in the final job on SLURM) once every job succeeded
+    and the tables are merged, so the notebooks read the cache.
+
+    Parameters
+    ----------
+    config, profile, overrides
+        As for :func:`run_notebooks`.
+    build_dir : str, Path or None
+        Where the executed notebooks go (default: params.yml's; ``{profile}``, ``{model}`` filled in).
+    stage_records : list of dict
+        The jobs' stage-log records (:func:`record_sweep_stages`).
+
+    Returns
+    -------
+    list of str
+        The notebooks run.
+    """
+    profile = profile or config.default_profile
+    resolved = resolve(config, profile, overrides)
+    folder = expand_build_dir(build_dir or config.build_dir, profile, resolved[0].parameters).absolute()
+    record_sweep_stages(folder, stage_records)
+    return [r.name for r in run_notebooks(config, profile, overrides, build_dir=folder, progress=False)]
 
 
 # --------------------------------------------------------------------------- book inputs

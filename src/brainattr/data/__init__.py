@@ -17,6 +17,12 @@ scipy.io/signal and pooch are imported only when used:
 - :mod:`~brainattr.data.download`      fetch the real datasets' public files (pooch)
 - :mod:`~brainattr.data.harry_potter`  Harry Potter chapter 9 (Wehbe et al. 2014), ``"hp"``, ``"hp-mat"``, ``"hp-npy"``
 - :mod:`~brainattr.data.moth`          Moth Radio Hour, reading (Deniz et al. 2019), ``"moth"``
+- :mod:`~brainattr.data.emma`          simulated subjects reading Emma in the Moth-reading design (App. D), ``"emma"``
+- :mod:`~brainattr.data.parcels`       parcel-wise data: voxels averaged within atlas parcels (``parcels=``)
+- :mod:`~brainattr.data.narratives`    Narratives (Nastase et al. 2021, OpenNeuro ds002345), ``"narratives"``
+- :mod:`~brainattr.data.lebel`         LeBel et al. 2023 (OpenNeuro ds003020), ``"lebel"``
+- :mod:`~brainattr.data.bids`          any BIDS folder (``"bids"``) or already-masked arrays (``"arrays"``)
+- :mod:`~brainattr.data.text`          any text as the stimulus of simulated subjects (``text=``)
 - :mod:`~brainattr.data.textgrid`      Praat TextGrid word timings
 - :mod:`~brainattr.data._common`       what the real loaders share: data root, subject ids, cutting to
   ``max_words``, release-trimmed TRs
@@ -40,9 +46,15 @@ from .ground_truth import (Contributions, as_simulated, true_contributions, true
                            true_signal_correlation, true_word_importance)
 from .harry_potter import load_hp
 from .moth import load_moth
+from .emma import EMMA_STORIES, load_emma, load_emma_stimulus, speech_durations, syllable_count
+from .parcels import PARCEL_SEPARATOR, PARCELLATIONS, parcel_of_voxels, parcellate, split_parcels
 from .simulate import (DRIVER_GROUPS, SimulatedSubject, hrf_sampling_matrix, simulated_dataset, simulated_datasets,
                        stable_seed, word_drivers)
 from .textgrid import read_textgrid, textgrid_words
+from .text import load_text_stimulus, read_word_timing
+from .bids import find_bold_runs, load_arrays, load_bids, repetition_time
+from .narratives import load_narratives, read_gentle_alignment
+from .lebel import load_lebel
 
 __all__ = [
     "DATASETS", "load_dataset",
@@ -59,6 +71,12 @@ __all__ = [
     # real data
     "DATA_ENV", "MIN_RUN_TRS", "check_trim", "cut_stimulus", "data_root", "explainable_variance", "load_hp",
     "load_moth", "read_textgrid", "textgrid_words", "unmeasured_trs", "word_runs_from_onsets",
+    # App. D's second built-in dataset; parcel-wise data
+    "EMMA_STORIES", "load_emma", "load_emma_stimulus", "speech_durations", "syllable_count",
+    "PARCEL_SEPARATOR", "PARCELLATIONS", "parcel_of_voxels", "parcellate", "split_parcels",
+    # bring your own text and data
+    "load_text_stimulus", "read_word_timing", "find_bold_runs", "load_arrays", "load_bids", "repetition_time",
+    "load_narratives", "read_gentle_alignment", "load_lebel",
 ]
 
 #: Dataset name -> loader. :func:`load_dataset` calls ``loader(subjects, **settings)`` with those of
@@ -71,11 +89,17 @@ DATASETS = {
     "hp-mat": functools.partial(load_hp, layout="mat"),
     "hp-npy": functools.partial(load_hp, layout="npy"),
     "moth": load_moth,
+    "emma": load_emma,
+    "bids": load_bids,
+    "arrays": load_arrays,
+    "narratives": load_narratives,
+    "lebel": load_lebel,
 }
 
 
 def load_dataset(name="builtin", subjects=("sub-01",), *, max_words=None, n_language_voxels=1000,
-                 n_control_voxels=500, seed=0, noise=None, data_home=None):
+                 n_control_voxels=500, seed=0, noise=None, data_home=None, parcels=None, text=None, context=None,
+                 options=None):
     """Load the subjects of a dataset, all in the one schema.
 
     Parameters
@@ -99,16 +123,39 @@ def load_dataset(name="builtin", subjects=("sub-01",), *, max_words=None, n_lang
     data_home : str or Path or None
         Real data only: the folder holding ``hp/`` and ``moth/`` (default ``$BRAINATTR_DATA``,
         else ``~/brainattr_data``). The built-in-only arguments are ignored for real data.
+    parcels : str or None
+        A key of :data:`PARCELLATIONS` (``"harvard-oxford"``): average the voxels within each
+        parcel (:func:`parcellate`). The name ``"<name>@harvard-oxford"`` asks for the same, so a
+        chapter's ``dataset`` parameter can.
+    text : str or Path or None
+        Built-in only: a UTF-8 plain-text file or word-timing table the simulated subjects read
+        instead of the built-in text (:func:`load_text_stimulus`).
+    context : int or None
+        Words of context the chapters attribute with: a ``text`` not longer is an error.
+    options : dict or None
+        More keyword arguments of the dataset's loader, e.g. ``{"bids_root": ..., "task":
+        "pieman"}`` for ``"bids"`` (:func:`load_bids`), ``{"stories": 3}`` for ``"lebel"``.
 
     Returns
     -------
     list of Dataset
         NaN and zero-variance voxels already excluded (:func:`brainattr.schema.drop_bad_voxels`).
     """
+    name, parcels = split_parcels(name, parcels)
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}.")
     loader = DATASETS[name]
     settings = dict(max_words=max_words, data_home=data_home, n_language_voxels=n_language_voxels,
                     n_control_voxels=n_control_voxels, seed=seed, noise=noise)
     accepted = inspect.signature(loader).parameters
-    return loader(subjects, **{k: v for k, v in settings.items() if k in accepted})
+    if text is not None and "text" not in accepted:
+        raise DataError(f"dataset {name!r} does not read a text (text={str(text)!r}); only the simulated subjects "
+                        "(dataset 'builtin') read any text.")
+    settings.update({k: v for k, v in dict(text=text, context=context).items() if v is not None})
+    unknown = sorted(set(options or {}) - set(accepted) - {"subjects"})
+    if unknown:
+        raise DataError(f"dataset {name!r}: unknown option(s) {unknown}; its loader takes "
+                        f"{sorted(k for k in accepted if k != 'subjects')}.")
+    settings.update(options or {})
+    datasets = loader(subjects, **{k: v for k, v in settings.items() if k in accepted})
+    return datasets if parcels is None else [parcellate(ds, parcels) for ds in datasets]

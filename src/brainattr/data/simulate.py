@@ -52,6 +52,7 @@ from ..metrics import pearson_r
 from ..schema import DataError, Dataset, Stimulus, drop_bad_voxels
 from .atlas import sample_atlas_rows, voxel_table
 from .builtin import load_builtin_stimulus
+from .wordnet import wordnet_vectors
 
 #: Driver groups, in the column order of the driver matrix.
 DRIVER_GROUPS = ("semantic", "syntactic", "discourse")
@@ -120,7 +121,13 @@ def _check_annotations(stimulus: Stimulus) -> pd.DataFrame:
     return ann
 
 
-def word_drivers(stimulus: Stimulus, seed: int = 0, semantic_dim: int = 16) -> dict[str, pd.DataFrame]:
+def _label_vector(label: str, seed: int, dim: int) -> np.ndarray:
+    """The fixed N(0, 1) vector of a semantic label (a lemma or a WordNet category), shape (dim,)."""
+    return np.random.default_rng([seed, stable_seed("lemma", label)]).standard_normal(dim)
+
+
+def word_drivers(stimulus: Stimulus, seed: int = 0, semantic_dim: int = 16,
+                 semantics: str = "wordnet") -> dict[str, pd.DataFrame]:
     """Word-level drivers of the simulated voxels. They come from the text and its annotations, with no LM.
 
     Parameters
@@ -132,12 +139,18 @@ def word_drivers(stimulus: Stimulus, seed: int = 0, semantic_dim: int = 16) -> d
         same thing to everyone.
     semantic_dim : int
         Dimension of the semantic vectors.
+    semantics : {"wordnet", "random"}
+        ``"wordnet"``: each content word's vector sums one fixed random vector per WordNet label of
+        the word (its synset and every hypernym, :func:`brainattr.data.wordnet.wordnet_categories`),
+        so words close in meaning drive voxels alike and an encoder can learn the drive from
+        features that know meaning. ``"random"``: an independent vector per lemma (no encoder can
+        generalise it to lemmas it has not seen; the simulation before WordNet).
 
     Returns
     -------
     dict mapping each name in :data:`DRIVER_GROUPS` to a DataFrame with n_words rows
-        ``semantic``: (n_words, semantic_dim), a fixed N(0, 1/semantic_dim) vector per lemma,
-        seeded by a hash of the lemma, zero for function words (``is_content`` False).
+        ``semantic``: (n_words, semantic_dim), norm about 1 per content word, zero for function words
+        (``is_content`` False) and, with ``"wordnet"``, for words WordNet does not know (names).
         ``syntactic``: (n_words, 17 + 6), one-hot universal POS (:data:`UPOS`) and dependency
         groups (:data:`DEP_GROUPS`), centred.
         ``discourse``: (n_words, 3), ``is_character``, ``in_dialogue`` and ``sentence_end``,
@@ -150,12 +163,18 @@ def word_drivers(stimulus: Stimulus, seed: int = 0, semantic_dim: int = 16) -> d
     n = len(ann)
     lemmas = ann["lemma"].astype(str).str.lower().to_numpy()
     content = ann["is_content"].to_numpy(dtype=bool)
-    vectors = {lem: np.random.default_rng([seed, stable_seed("lemma", lem)]).standard_normal(semantic_dim)
-               for lem in np.unique(lemmas[content])}
     sem = np.zeros((n, semantic_dim))
-    for i in np.flatnonzero(content):
-        sem[i] = vectors[lemmas[i]]
-    sem /= np.sqrt(semantic_dim)
+    if semantics == "wordnet":
+        idx = np.flatnonzero(content)
+        sem[idx] = wordnet_vectors(lemmas[idx], ann["pos"].astype(str).to_numpy()[idx], seed, semantic_dim,
+                                   _label_vector)
+    elif semantics == "random":
+        vectors = {lem: _label_vector(lem, seed, semantic_dim) for lem in np.unique(lemmas[content])}
+        for i in np.flatnonzero(content):
+            sem[i] = vectors[lemmas[i]]
+        sem /= np.sqrt(semantic_dim)
+    else:
+        raise ValueError(f"semantics must be 'wordnet' or 'random', got {semantics!r}.")
     pos = ann["pos"].astype(str).to_numpy()
     dep = ann["dep"].astype(str).to_numpy()
     syn = np.column_stack([pos == p for p in UPOS] + [np.isin(dep, v) for v in DEP_GROUPS.values()]).astype(float)
@@ -317,7 +336,8 @@ class SimulatedSubject:
 def simulate(stimulus: Stimulus, subject: str = "sub-01", seed: int = 0, n_language: int = 1000,
              n_control: int = 500, noise: float = 5.0, snr_spread: float = 0.8, ar1: float = 0.3,
              max_window: int = 20, kernel: str = "exponential", semantic_dim: int = 16,
-             sample_offset: float = 0.5, hrf_length: float = 32.0, dt: float = 0.1) -> SimulatedSubject:
+             semantics: str = "wordnet", plant_share: float = 0.05, sample_offset: float = 0.5,
+             hrf_length: float = 32.0, dt: float = 0.1) -> SimulatedSubject:
     """Simulate one subject reading ``stimulus``, keeping the ground-truth state.
 
     Parameters
@@ -347,6 +367,14 @@ def simulate(stimulus: Stimulus, subject: str = "sub-01", seed: int = 0, n_langu
         Integration kernel over the last ``w`` words: ``exp(-3 m / w)`` or 1, for ``m < w``.
     semantic_dim : int
         Dimension of the semantic driver vectors.
+    semantics : {"wordnet", "random"}
+        How semantic vectors are made (:func:`word_drivers`).
+    plant_share : float
+        Share of the language voxels that form the **sparse plant**: voxels driven only by
+        mentions of characters (``is_character``, not centred, so every other word contributes
+        exactly zero), with no integration (window 1), at the HRF's lag. Their truth is a known,
+        sparse set of words per TR, which precision@k scores (chapter 3). They keep their ROI and
+        count among the language voxels.
     sample_offset, hrf_length, dt : float
         See :func:`hrf_sampling_matrix`.
 
@@ -358,7 +386,8 @@ def simulate(stimulus: Stimulus, subject: str = "sub-01", seed: int = 0, n_langu
         (Harvard-Oxford name), ``voxel_window`` (0 for controls), ``voxel_dominant_group``
         (``"none"`` for controls), ``voxel_group_weights`` (variance share of each driver group,
         rows sum to 1, zero for controls), ``voxel_signal_sd`` (``a_v``, 0 for controls) and
-        ``voxel_true_r`` (measured corr(clean, response), NaN for controls).
+        ``voxel_true_r`` (measured corr(clean, response), NaN for controls), ``voxel_plant`` (bool,
+        the sparse plant; their dominant group is ``"plant"`` and their group weights are zero).
     """
     if not noise > 0:
         raise ValueError(f"noise must be a positive standard deviation, got {noise!r}.")
@@ -368,15 +397,13 @@ def simulate(stimulus: Stimulus, subject: str = "sub-01", seed: int = 0, n_langu
         raise ValueError(f"kernel must be 'exponential' or 'boxcar', got {kernel!r}.")
     if max_window < 1:
         raise ValueError(f"max_window must be at least 1 word, got {max_window!r}.")
+    if not 0 <= plant_share < 1:
+        raise ValueError(f"plant_share must be in [0, 1), got {plant_share!r}.")
     params = dict(subject=str(subject), seed=int(seed), n_language=int(n_language), n_control=int(n_control),
                   noise=float(noise), snr_spread=float(snr_spread), ar1=float(ar1), max_window=int(max_window),
-                  kernel=kernel, semantic_dim=int(semantic_dim), sample_offset=float(sample_offset),
-                  hrf_length=float(hrf_length), dt=float(dt))
-    params = dict(subject=str(subject), seed=int(seed), n_language=int(n_language), n_control=int(n_control),
-                  noise=float(noise), snr_spread=float(snr_spread), ar1=float(ar1), max_window=int(max_window),
-                  kernel=kernel, semantic_dim=int(semantic_dim), sample_offset=float(sample_offset),
-                  hrf_length=float(hrf_length), dt=float(dt))
-    groups = word_drivers(stimulus, seed=seed, semantic_dim=semantic_dim)
+                  kernel=kernel, semantic_dim=int(semantic_dim), semantics=semantics, plant_share=float(plant_share),
+                  sample_offset=float(sample_offset), hrf_length=float(hrf_length), dt=float(dt))
+    groups = word_drivers(stimulus, seed=seed, semantic_dim=semantic_dim, semantics=semantics)
     H = hrf_sampling_matrix(stimulus, sample_offset, hrf_length, dt)
     subject_seed = stable_seed("subject", seed, subject)
     rng = np.random.default_rng(subject_seed)  # one stream, drawn in a fixed order: voxels, profiles, weights, ...
@@ -388,8 +415,14 @@ def simulate(stimulus: Stimulus, subject: str = "sub-01", seed: int = 0, n_langu
     labels = table["roi"].to_numpy()[rows]
 
     dominant, windows, mix = _voxel_profiles(rng, labels, n_lang, max_window)
-    drivers = np.hstack([groups[n].to_numpy() for n in DRIVER_GROUPS])
-    weights = _driver_weights(rng, groups, mix)
+    # the plant is drawn from its own stream: without it (plant_share=0) the rest is unchanged
+    plant = np.zeros(n_vox, dtype=bool)
+    n_plant = int(round(plant_share * n_lang))
+    plant[np.random.default_rng([subject_seed, 1]).choice(n_lang, n_plant, replace=False)] = True
+    dominant[plant], windows[plant], mix[plant] = len(DRIVER_GROUPS), 1, 0.0
+    character = _check_annotations(stimulus)["is_character"].to_numpy(dtype=float)
+    drivers = np.hstack([groups[n].to_numpy() for n in DRIVER_GROUPS] + [character[:, None]])
+    weights = np.vstack([_driver_weights(rng, groups, mix), plant[None, :].astype(float)])
     kernels = _integration_kernels(windows, max_window, kernel)
     clean = H @ _integrate(drivers @ weights, kernels, stimulus.word_runs)
     # scale the weights, not only the signal, so contributions recomputed from them stay exact
@@ -404,7 +437,7 @@ def simulate(stimulus: Stimulus, subject: str = "sub-01", seed: int = 0, n_langu
     if n_lang:
         true_r[:n_lang] = pearson_r(clean[:, :n_lang], responses[:, :n_lang])
 
-    group_names = np.array([*DRIVER_GROUPS, "none"])
+    group_names = np.array([*DRIVER_GROUPS, "plant", "none"])
     meta = {
         "simulation": params,
         "subject_seed": subject_seed,
@@ -415,13 +448,16 @@ def simulate(stimulus: Stimulus, subject: str = "sub-01", seed: int = 0, n_langu
         "voxel_group_weights": mix,
         "voxel_signal_sd": amplitude,
         "voxel_true_r": true_r,
+        "voxel_plant": plant,
     }
     ds = Dataset(stimulus=stimulus, subject=str(subject), responses=responses,
                  voxel_coords=table[["x", "y", "z"]].to_numpy()[rows], voxel_labels=labels,
                  voxel_is_language=np.arange(n_vox) < n_lang, name="builtin", meta=meta)
     return SimulatedSubject(dataset=ds, clean=clean, drivers=drivers,
-                            driver_names=np.concatenate([groups[n].columns.to_numpy(str) for n in DRIVER_GROUPS]),
-                            driver_groups=np.concatenate([[n] * groups[n].shape[1] for n in DRIVER_GROUPS]),
+                            driver_names=np.concatenate([groups[n].columns.to_numpy(str) for n in DRIVER_GROUPS]
+                                                        + [["plant:character"]]),
+                            driver_groups=np.concatenate([[n] * groups[n].shape[1] for n in DRIVER_GROUPS]
+                                                         + [["plant"]]),
                             weights=weights, kernels=kernels, hrf_matrix=H, params=params)
 
 
@@ -516,21 +552,31 @@ def simulated_dataset(stimulus: Stimulus, subject: str = "sub-01", seed: int = 0
 
 
 def simulated_datasets(subjects=("sub-01",), *, max_words: int | None = None, n_language_voxels: int = 1000,
-                       n_control_voxels: int = 500, seed: int = 0, noise: float | None = None) -> list[Dataset]:
-    """Simulated subjects reading the built-in stimulus: the ``"builtin"`` loader of :func:`brainattr.data.load_dataset`.
+                       n_control_voxels: int = 500, seed: int = 0, noise: float | None = None, text=None,
+                       stimulus: Stimulus | None = None, context: int | None = None) -> list[Dataset]:
+    """Simulated subjects reading the built-in stimulus, or any text: the ``"builtin"`` loader of :func:`brainattr.data.load_dataset`.
 
     Parameters
     ----------
     subjects : sequence of str, str or int
         Subject ids (``"sub-01"``), or an int n for ``sub-01`` ... ``sub-0n``.
     max_words : int or None
-        Keep the first ``max_words`` words of the built-in stimulus (:func:`load_builtin_stimulus`).
+        Keep the first ``max_words`` words of the stimulus (:func:`load_builtin_stimulus`,
+        :func:`brainattr.data.load_text_stimulus`).
     n_language_voxels, n_control_voxels : int
         Voxels sampled inside and outside the language ROIs.
     seed : int
         Global simulation seed.
     noise : float or None
         Noise level (None: the simulation's calibrated default).
+    text : str or Path or None
+        A UTF-8 plain-text file (paragraphs, shown word by word) or a word-timing table (``.tsv``
+        with columns word, onset, run, duration) that the subjects read instead of the built-in
+        text (:func:`brainattr.data.load_text_stimulus`, annotations inferred from the text).
+    stimulus : Stimulus or None
+        An annotated stimulus to read instead (``max_words``, ``text`` and ``context`` then unused).
+    context : int or None
+        Words of context the attribution reads: a ``text`` not longer than that is an error.
 
     Returns
     -------
@@ -541,7 +587,14 @@ def simulated_datasets(subjects=("sub-01",), *, max_words: int | None = None, n_
         subjects = [f"sub-{k + 1:02d}" for k in range(int(subjects))]
     if isinstance(subjects, str):
         subjects = [subjects]
-    stimulus = load_builtin_stimulus(max_words=max_words)
+    if stimulus is not None and text is not None:
+        raise DataError("give either a text (a file the subjects read) or a stimulus, not both.")
+    if stimulus is None and text is not None:
+        from .text import load_text_stimulus  # here, so the rest of this module does not change for it
+
+        stimulus = load_text_stimulus(text, max_words=max_words, context=context)
+    elif stimulus is None:
+        stimulus = load_builtin_stimulus(max_words=max_words)
     kw = dict(n_language=n_language_voxels, n_control=n_control_voxels)
     if noise is not None:
         kw["noise"] = noise

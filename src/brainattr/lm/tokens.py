@@ -1,4 +1,4 @@
-"""Words and tokens: which tokens make each word, the tokenizer's special prefix, context limits."""
+"""Words and tokens: which tokens make each word, the start of every window (BOS or a fixed start token), context limits."""
 from __future__ import annotations
 
 import numpy as np
@@ -48,12 +48,17 @@ def word_token_spans(words, tokenizer):
     return np.asarray(enc["input_ids"], dtype=np.int64), spans
 
 
-def special_prefix(tokenizer):
-    """Token ids a fresh input starts with (e.g. a BOS token), list of int; empty if none.
+#: Tokens tried, in order, as the fixed start token of a model whose tokenizer adds no BOS: the
+#: document separator such models were pre-trained with (SmolLM2, GPT-NeoX/Mamba, Qwen2, GPT-2).
+START_TOKEN_CANDIDATES = ("<|endoftext|>",)
+
+
+def tokenizer_prefix(tokenizer):
+    """Token ids the tokenizer itself puts before a text (e.g. a BOS token), list of int; empty if none.
 
     Found by encoding a short text with and without special tokens: whatever the tokenizer puts
     before the plain tokens is the prefix (Gemma's ``<bos>``, Llama-3's ``<|begin_of_text|>``,
-    Mistral/Zamba2's ``<s>``; nothing for GPT-2, GPT-NeoX/Mamba or Qwen2). Special tokens a
+    Mistral/Zamba2's ``<s>``; nothing for GPT-2, GPT-NeoX/Mamba, Qwen2 or SmolLM2). Special tokens a
     tokenizer appends (an EOS) are not part of it.
     """
     for text in ("a", "the"):
@@ -66,6 +71,36 @@ def special_prefix(tokenizer):
     bos = getattr(tokenizer, "bos_token_id", None)
     full = list(tokenizer("a")["input_ids"])
     return [bos] if bos is not None and full and full[0] == bos else []
+
+
+def start_token_id(tokenizer):
+    """The fixed start token given to a model whose tokenizer adds no BOS, int.
+
+    The first of :data:`START_TOKEN_CANDIDATES` in the vocabulary, else the tokenizer's BOS token,
+    else its EOS token. Without it, the first word of every window would be the sequence's first
+    token, which causal LMs use as an attention sink: it would absorb attribution because of where
+    it sits, not what it says, and which word that is changes from window to window.
+    """
+    vocab = tokenizer.get_vocab()
+    for token in START_TOKEN_CANDIDATES:
+        if token in vocab:
+            return int(vocab[token])
+    for token_id in (getattr(tokenizer, "bos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+        if token_id is not None:
+            return int(token_id)
+    raise ValueError("the tokenizer has neither a BOS nor an EOS token, nor '<|endoftext|>': brainattr cannot "
+                     "give its windows a fixed start token; set tokenizer.bos_token before loading.")
+
+
+def special_prefix(tokenizer):
+    """Token ids every window starts with, list of int: the tokenizer's own prefix, or a fixed start token.
+
+    Models whose tokenizer adds a BOS get it (:func:`tokenizer_prefix`); the others get
+    :func:`start_token_id`, so no model reads a window whose first word is also its first token.
+    Feature extraction, attribution, masking and Integrated Gradients all read windows through this
+    prefix; it is never attributed (IG keeps it at its real embedding) and never scored as a word.
+    """
+    return tokenizer_prefix(tokenizer) or [start_token_id(tokenizer)]
 
 
 def check_context_fits(lm, n_tokens, context):

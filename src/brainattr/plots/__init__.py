@@ -13,15 +13,19 @@ when ``simulated`` is true (the built-in dataset).
 - chapter 1: :func:`rsvp_timeline`, :func:`pos_counts`, :func:`simulated_voxels`,
   :func:`voxel_trace`, :func:`planted_positions`
 - chapter 2: :func:`alignment_by_layer`, :func:`glass_brain`, :func:`region_boxes`,
+  :func:`marker_map`, :func:`brain_maps` (chapters 2, 3, 6 and App. D: brain maps),
   :func:`encoding_diagnostics`, :func:`alignment_by_depth`
 - chapter 3: :func:`shade_words`, :func:`two_readings`, :func:`attribution_by_position`,
-  :func:`ig_paths`, :func:`recovery_boxes`
+  :func:`ig_paths`, :func:`recovery_bars`, :func:`ladder_bars`, :func:`noise_curve`
 - chapter 4 (Fig. 2, Fig. 3): :func:`iou_lines`, :func:`truth_iou_lines`, :func:`spread_panels`,
   :func:`auc_boxes`
 - chapters 4-7, every difference a figure claims: :func:`effect_intervals` (estimates with CIs)
 - chapter 5 (Fig. 4): :func:`category_bars`
 - chapter 6 (Fig. 5, App. F): :func:`position_profiles`, :func:`com_boxes`, :func:`position_bars`,
   :func:`method_profiles`
+- chapters 4-6, one panel per model and the pooled one (as the paper's Figs. 2 and 5):
+  :func:`iou_by_model`, :func:`position_profiles_by_model`, with :func:`pool_models` (each
+  model's means as rows of :data:`ALL_MODELS`), :func:`model_grid`, :func:`models_in`
 - chapter 7 (App. C): :func:`masking_sweep`
 - chapter 8 (App. H, I): :func:`condition_profiles`
 """
@@ -43,8 +47,8 @@ from .alignment import (
     encoding_diagnostics,
     region_boxes,
 )
-from .attribution import attribution_by_position, ig_paths, recovery_boxes
-from .brain import glass_brain, voxel_image
+from .attribution import attribution_by_position, ig_paths, ladder_bars, noise_curve, recovery_bars
+from .brain import brain_maps, glass_brain, marker_map, voxel_image
 from .categories import category_bars
 from .masking import masking_sweep
 from .overlap import (
@@ -74,6 +78,11 @@ __all__ = ["MARKED", "MARKED_COLORS", "MASKINGS", "SELECTION_ORDER", "TARGET_LAB
            "VOXEL_COLORS", "alignment_by_depth", "alignment_by_layer", "attribution_by_position", "auc_boxes",
            "category_bars", "com_boxes", "condition_profiles", "effect_intervals", "encoding_diagnostics",
            "glass_brain", "ig_paths", "iou_lines", "masking_sweep", "method_profiles", "planted_positions",
-           "pos_counts", "position_bars", "position_profiles", "recovery_boxes", "region_boxes", "rsvp_timeline",
+           "pos_counts", "position_bars", "position_profiles", "recovery_bars", "ladder_bars", "noise_curve", "region_boxes", "rsvp_timeline",
            "shade_words", "simulated_voxels", "spread_panels", "truth_iou_lines", "two_readings", "voxel_image",
            "voxel_trace"]
+__all__ += ["brain_maps", "marker_map"]  # brain maps (chapters 2, 3, 6, App. D)
+from .overlap import ALL_MODELS, iou_by_model, model_grid, models_in, pool_models  # noqa: E402  (chapters 4-6 per model)
+from .positions import position_profiles_by_model  # noqa: E402
+
+__all__ += ["ALL_MODELS", "iou_by_model", "model_grid", "models_in", "pool_models", "position_profiles_by_model"]

@@ -1,4 +1,4 @@
-"""Chapters 6 and 8: positional profiles and centres of mass (Fig. 5, App. F, H, I)."""
+"""Chapters 6 and 8: positional profiles and centres of mass (Fig. 5 per model, App. F, H, I)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,6 +6,7 @@ import pandas as pd
 
 from ..analysis import positional_profile
 from ._style import TASK_COLORS, despine, new_axes, new_axes_grid
+from .overlap import ALL_MODELS, in_depth_order, model_grid, models_in, pool_models
 
 
 def position_profiles(profiles, groups, model, context, threshold, simulated=True, ax=None):
@@ -158,3 +159,67 @@ def condition_profiles(tables, threshold, title, ax=None):
     despine(ax)
     ax.figure.tight_layout()
     return ax
+
+
+def position_profiles_by_model(profiles, groups, context, threshold, model_order=None, simulated=True, ncols=3,
+                               axes=None):
+    """Fig. 5 per model: the positional profiles, one panel per model and one pooled over models.
+
+    Each model's panel draws what :func:`position_profiles` draws for one model (BA and the
+    logit-lens NWP per layer group, line style by group; the final-layer NWP once; the planted
+    truth); its title gives the model's layers. The last panel, ``"all models"``, averages over
+    the models (each model weighs the same), position by position, the lines every model has
+    (e.g. only the middle group's BA when the other models were attributed there only). One
+    legend, beside the last panel.
+
+    Parameters
+    ----------
+    profiles : pandas.DataFrame
+        One row per (model, task, layer group, position): ``model``, ``task`` (keys of
+        :data:`TASK_COLORS`), ``layer_group`` (a group name, or e.g. ``"any"`` for a line that is
+        the same at every layer), ``position`` and ``smoothed share``.
+    groups : dict of str -> dict of str -> int
+        Per model, its layer groups -> layers (:attr:`brainattr.pipeline.ChapterTables.groups`).
+    context : int
+    threshold : int or float
+        The threshold t in %, for the y label.
+    model_order : list of str, optional
+        Panel order (default: the categorical order of ``model``, else as they appear).
+    simulated : bool
+    ncols : int
+        Panels per row.
+    axes : array of matplotlib Axes, optional
+        One per model, plus one for the pooled panel.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Log y axes, shared.
+    """
+    models = models_in(profiles, model_order)
+    df = profiles.assign(model=profiles["model"].astype(str))
+    names = in_depth_order(g for m in models for g in groups[m])
+    styles = dict(zip(names, ["-", "--", ":", "-."]))
+    tasks = list(TASK_COLORS)  # legend order: BA, NWP, NWP (logit lens), planted truth
+    fig, panels = model_grid(len(models) + 1, (5.0, 3.6), ncols=ncols, axes=axes, sharey=True)
+    pooled = pool_models(df, "smoothed share", ["task", "layer_group", "position"], common=["task", "layer_group"])
+    pooled = pooled.groupby(["task", "layer_group", "position"], sort=False)["smoothed share"].mean().reset_index()
+    for ax, name, d in zip(panels, models + [ALL_MODELS], [df[df["model"] == m] for m in models] + [pooled]):
+        keys = sorted(d.groupby(["task", "layer_group"]).groups, key=lambda k: (
+            tasks.index(k[0]) if k[0] in tasks else len(tasks), names.index(k[1]) if k[1] in names else len(names)))
+        for task, lg in keys:
+            line = d[(d["task"] == task) & (d["layer_group"] == lg)].sort_values("position")
+            ax.plot(line["position"], line["smoothed share"], color=TASK_COLORS[task], ls=styles.get(lg, "-"),
+                    lw=1.3, label=f"{task}, {lg}" if lg in styles else task)
+        layers = ", ".join(f"{g} {layer}" for g, layer in groups[name].items()) if name in groups else ""
+        ax.set_title(f"{name} (layers: {layers})" if layers else f"{name} ({len(models)}: mean over models)",
+                     fontsize=10)
+        ax.set(xlabel="position (words back)", ylabel=f"share of important words (t = {threshold} %)")
+        ax.set_yscale("log")
+        despine(ax)
+    handles, labels = panels[-1].get_legend_handles_labels()
+    panels[-1].legend(handles, labels, frameon=False, fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
+    note = "simulated subjects, " if simulated else ""
+    fig.suptitle(f"where the important words are, per model ({note}{context}-word context)", y=1.0)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,167 @@
+"""WordNet semantic categories: the simulated brain's semantic space, smooth in meaning.
+
+The simulated voxels' semantic drivers (:func:`brainattr.data.simulate.word_drivers`) are built
+from WordNet 3.0 (Miller 1995), in the spirit of the Gallant lab's WordNet features (Huth et al.
+2012): each content word is labelled with its most frequent sense (synset) and every
+hypernym above it, and its semantic vector is the sum of a fixed random vector per label. Words
+sharing ancestors ("dog" and "cat" share *carnivore*, *mammal*, *animal*, ...) get similar vectors,
+so the semantic drive varies smoothly over a semantic space that a language model can know from
+text. It never comes from the attributed model's own embeddings (that would be circular).
+
+WordNet is read with nltk's reader from Debian's ``wordnet-base`` package (``/usr/share/wordnet``)
+or from the folder in ``$BRAINATTR_WORDNET``. Debian's layout lacks the ``lexnames`` file nltk
+reads (the 45 lexicographer-file names of WordNet 3.0, fixed by its documentation, lexnames(5WN)),
+so the reader is given them here.
+"""
+from __future__ import annotations
+
+import functools
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..schema import DataError
+
+#: Environment variable naming a WordNet 3.0 ``dict`` folder (default: Debian's ``/usr/share/wordnet``).
+WORDNET_ENV = "BRAINATTR_WORDNET"
+DEFAULT_WORDNET = "/usr/share/wordnet"
+
+#: WordNet 3.0's lexicographer files, in the order of their numbers (lexnames(5WN)).
+LEXNAMES = (
+    "adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal", "noun.artifact", "noun.attribute",
+    "noun.body", "noun.cognition", "noun.communication", "noun.event", "noun.feeling", "noun.food", "noun.group",
+    "noun.location", "noun.motive", "noun.object", "noun.person", "noun.phenomenon", "noun.plant",
+    "noun.possession", "noun.process", "noun.quantity", "noun.relation", "noun.shape", "noun.state",
+    "noun.substance", "noun.time", "verb.body", "verb.change", "verb.cognition", "verb.communication",
+    "verb.competition", "verb.consumption", "verb.contact", "verb.creation", "verb.emotion", "verb.motion",
+    "verb.perception", "verb.possession", "verb.social", "verb.stative", "verb.weather", "adj.ppl",
+)
+
+#: spaCy universal POS -> WordNet part of speech. Proper nouns get none: names are the discourse drivers.
+WORDNET_POS = {"NOUN": "n", "VERB": "v", "ADJ": "a", "ADV": "r"}
+
+
+def wordnet_folder() -> Path:
+    """The WordNet 3.0 ``dict`` folder: ``$BRAINATTR_WORDNET`` or Debian's ``/usr/share/wordnet``."""
+    return Path(os.environ.get(WORDNET_ENV) or DEFAULT_WORDNET).expanduser()
+
+
+@functools.lru_cache(maxsize=2)
+def _reader(folder: str):
+    import nltk
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    lexnames = "".join(f"{i:02d}\t{name}\t0\n" for i, name in enumerate(LEXNAMES))
+
+    class _DictFolderReader(WordNetCorpusReader):
+        def open(self, fileid):
+            # Debian ships no lexnames file; its content is fixed by WordNet 3.0's documentation
+            return io.StringIO(lexnames) if fileid == "lexnames" else super().open(fileid)
+
+        def map_wn(self, version="wordnet"):
+            return None  # the Open Multilingual WordNet mapping needs nltk_data; unused here
+
+    if folder not in nltk.data.path:  # nltk only opens files under its data path
+        nltk.data.path.insert(0, folder)
+    with warnings.catch_warnings():  # "multilingual functions are not available": not used here
+        warnings.simplefilter("ignore", UserWarning)
+        return _DictFolderReader(folder, None)
+
+
+def wordnet_reader():
+    """nltk's WordNet reader over :func:`wordnet_folder` (cached).
+
+    Raises
+    ------
+    DataError
+        When the folder holds no WordNet 3.0 database, naming how to install it.
+    """
+    folder = wordnet_folder()
+    if not (folder / "data.noun").is_file() or not (folder / "index.noun").is_file():
+        raise DataError(f"WordNet 3.0 was not found in {folder} (no data.noun/index.noun): the simulated subjects' "
+                        "semantic drivers need it. Install Debian's wordnet-base (`sudo apt-get install "
+                        f"wordnet-base`, `make install` tries this) or set ${WORDNET_ENV} to a WordNet 3.0 dict "
+                        "folder; or simulate with semantics='random' (independent vectors per lemma).")
+    return _reader(str(folder))
+
+
+#: Weight lost per step up the hypernym hierarchy: generic ancestors (*entity*, *object*) are shared
+#: by most nouns, so they weigh less than the word's own, specific labels.
+HYPERNYM_DECAY = 0.7
+#: Weight of the word's lexicographer file (*noun.person*, *verb.motion*, ...), a broad category.
+LEXNAME_WEIGHT = 0.5
+
+
+def wordnet_categories(lemma: str, upos: str) -> dict[str, float]:
+    """WordNet labels of a word with their weights: its most frequent synset, its hypernyms, its lexicographer file.
+
+    A hypernym ``d`` steps above the synset weighs ``HYPERNYM_DECAY ** d``. Adjectives (which have
+    no hypernyms) also take the head of their cluster and the noun they are an attribute of (with
+    its hypernyms); adverbs take the adjectives they derive from; these related synsets weigh
+    ``HYPERNYM_DECAY`` times less than the word's own.
+
+    Parameters
+    ----------
+    lemma : str
+    upos : str
+        spaCy universal POS; only NOUN, VERB, ADJ and ADV have WordNet labels.
+
+    Returns
+    -------
+    dict of str -> float
+        Synset names (``"dog.n.01"``) and a ``"lex:"``-prefixed lexicographer file, with their weights;
+        empty when the word is not in WordNet.
+    """
+    pos = WORDNET_POS.get(upos)
+    if pos is None:
+        return {}
+    wn = wordnet_reader()
+    synsets = wn.synsets(lemma.lower().replace(" ", "_"), pos)
+    if not synsets:
+        return {}
+    first = synsets[0]
+    related = []
+    if pos == "a":
+        related += first.similar_tos() if first.pos() == "s" else []
+        related += first.attributes()
+    elif pos == "r":
+        related += [p.synset() for lem in first.lemmas() for p in lem.pertainyms()]
+    labels: dict[str, float] = {}
+    for synset, weight in [(first, 1.0)] + [(r, HYPERNYM_DECAY) for r in related]:
+        for above, steps in synset.hypernym_distances():  # the synset itself at distance 0
+            w = weight * HYPERNYM_DECAY ** steps
+            labels[above.name()] = max(w, labels.get(above.name(), 0.0))
+    labels[f"lex:{first.lexname()}"] = LEXNAME_WEIGHT
+    return labels
+
+
+def wordnet_vectors(lemmas, upos, seed: int, dim: int, label_vector) -> np.ndarray:
+    """Semantic vectors: per word, the normalised weighted sum of one fixed random vector per WordNet label.
+
+    Parameters
+    ----------
+    lemmas, upos : sequence of str, length n_words
+    seed : int
+    dim : int
+    label_vector : callable (label: str, seed: int, dim: int) -> array of shape (dim,)
+        The fixed random vector of a label (shared by all subjects).
+
+    Returns
+    -------
+    vectors : array of float64, shape (n_words, dim)
+        Unit-norm rows; zero for words without WordNet labels.
+    """
+    out = np.zeros((len(lemmas), dim))
+    cache: dict = {}
+    for i, (lem, p) in enumerate(zip(lemmas, upos)):
+        key = (str(lem).lower(), str(p))
+        if key not in cache:
+            labels = wordnet_categories(*key)
+            v = sum((w * label_vector(lab, seed, dim) for lab, w in labels.items()), np.zeros(dim))
+            norm = np.linalg.norm(v)
+            cache[key] = v / norm if norm > 0 else v
+        out[i] = cache[key]
+    return out

@@ -1,0 +1,213 @@
+"""What a sweep's jobs run: stage A (features, encoding), stage B (attribution parts), the final step.
+
+Every job is idempotent: it computes only what the cache does not hold yet (encoding models are
+read when stored; attribution resumes from the parts already written), so a rerun, a requeue
+after preemption or a job killed half-way all end with the tables an uninterrupted run gives.
+:class:`SweepJob` wraps a job for submitit: it records its state in the sweep's state folder,
+logs its stages to its own file, and is :class:`submitit.helpers.Checkpointable`, so SLURM
+requeues it on preemption or timeout.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import submitit
+
+from ..cache import STAGE_LOG_ENV
+from ._state import DONE, FAILED, RUNNING, failure_info, merge_timings, record_state, write_host_marker
+
+#: What a sweep's jobs call themselves in the stage log (the compute page's "notebook" column).
+SWEEP_NOTEBOOK = "sweep"
+
+
+def _load(settings, model):
+    """The subjects and the model, as the chapters load them."""
+    from ..data import load_dataset
+    from ..lm import load_model
+
+    subjects = settings.subjects if isinstance(settings.subjects, int) else list(settings.subjects)
+    data = load_dataset(settings.dataset, subjects, **settings.data_kwargs())
+    return data, load_model(model, device=settings.device, precision=settings.precision, progress=False)
+
+
+def run_stage_a(settings, job) -> None:
+    """Stage A: the features of one layer and every subject's encoding model (cached; a stored fit is read)."""
+    from ..encoding import encode_subjects
+
+    data, lm = _load(settings, job.model)
+    encode_subjects(lm, data, job.layer, context=settings.context, pooling=settings.pooling,
+                    inner_folds=settings.inner_folds, progress=False)
+
+
+def chosen_layers(settings, lm, data) -> dict:
+    """The analysed layers by group, as :func:`brainattr.pipeline.chapter_tables` chooses them (stage A's fits)."""
+    from ..encoding import best_layers
+
+    if settings.layers is not None:
+        return {f"layer {int(layer)}": int(layer) for layer in settings.layers}
+    best, _ = best_layers(lm, data, settings.layer_step, context=settings.context, pooling=settings.pooling,
+                          inner_folds=settings.inner_folds, progress=False)
+    return {group: int(layer) for group, layer in best.items() if group in ("early", "middle", "late")}
+
+
+def run_stage_b(settings, job, planned_trs) -> None:
+    """Stage B: the attribution parts of one layer group and one chunk of held-out TRs.
+
+    Writes what chapters 3-6 read for these TRs, with their settings, as parts (merged by the
+    final step): GxI of BA for every subject; GxI of NWP, the final readout at the layer that
+    carries it in :func:`brainattr.pipeline.attribute_layers` (the middle one) and the logit
+    lens at this layer (:func:`brainattr.pipeline.logit_lens_tables`); at the layer
+    :func:`brainattr.pipeline.gxi_and_ig` re-attributes, IG of the first subject on the chunk's
+    share of its ``ig_trs`` TRs.
+
+    Parameters
+    ----------
+    settings : SweepSettings
+    job : Job
+    planned_trs : array of int, shape (n_planned,)
+        The plan's held-out TRs; checked against the encoding model's.
+    """
+    from ..attribution import AttributionSettings, evenly_spaced, held_out_trs
+    from ..attribution.store import attribute_parts
+    from ..encoding import encode_subjects
+
+    data, lm = _load(settings, job.model)
+    chosen = chosen_layers(settings, lm, data)
+    if job.group not in chosen:
+        raise RuntimeError(f"{job.model} has no {job.group} layer among its scored layers ({chosen}); the plan "
+                           "and stage A disagree: rerun `brainattr sweep` to plan again.")
+    layer = chosen[job.group]
+    groups = list(chosen.values())
+    nwp_layer = chosen.get("middle", groups[len(groups) // 2])   # pipeline.attribute_layers' choice
+    ig_layer = chosen.get("middle", groups[0])                    # ChapterTables.middle
+    encodings = encode_subjects(lm, data, layer, context=settings.context, pooling=settings.pooling,
+                                inner_folds=settings.inner_folds, progress=False)
+    all_trs = held_out_trs(encodings[0], settings.fold, settings.n_trs)
+    if not np.array_equal(all_trs, np.asarray(planned_trs)):
+        raise RuntimeError(f"the encoding model holds out {all_trs.size} TRs where the plan counted "
+                           f"{len(planned_trs)}; the fit's trimming differs from the plan's: plan again.")
+    trs = all_trs[job.trs[0]:job.trs[1]]
+    base = AttributionSettings(context=settings.context, pooling=settings.pooling, voxel_set=settings.voxel_set,
+                               methods=("gxi",))
+    tasks = ("ba", "nwp") if layer == nwp_layer else ("ba",)
+    attribute_parts(lm, data, encodings, layer, base.replace(tasks=tasks), trs=trs, progress=False)
+    attribute_parts(lm, data, encodings, layer, base.replace(tasks=("nwp",), nwp_readout="logit_lens"), trs=trs,
+                    progress=False)
+    if layer != ig_layer or not settings.ig_trs:
+        return
+    ig_trs = evenly_spaced(all_trs, settings.ig_trs)
+    ig_trs = ig_trs[np.isin(ig_trs, trs)]
+    if ig_trs.size:
+        one = base.replace(ig_steps=settings.ig_steps, ig_baseline=settings.ig_baseline, batch_size=1)
+        attribute_parts(lm, data[:1], encodings[:1], layer, one.replace(methods=("ig",)), trs=ig_trs, progress=False)
+        if layer != nwp_layer:  # gxi_and_ig also reads the final-readout NWP at this layer
+            attribute_parts(lm, data[:1], encodings[:1], layer, one.replace(tasks=("nwp",)), trs=ig_trs,
+                            progress=False)
+
+
+def run_final(plan, folder, notebooks=None) -> dict:
+    """The final step: merge every table's parts, merge the jobs' timings, run the notebooks.
+
+    Parameters
+    ----------
+    plan : Plan
+    folder : Path
+        The sweep's state folder.
+    notebooks : callable, optional
+        Called with the jobs' stage-log records once the tables are merged (the book's runner:
+        it puts the records into the build's stage log and executes the notebooks, which then
+        read the cache). None: stop after merging.
+
+    Returns
+    -------
+    dict
+        ``merged`` (table folders whose parts were merged) and ``timings`` (path).
+    """
+    from ..attribution.store import consolidate_tables
+
+    merged = consolidate_tables()
+    timings, stages = merge_timings(folder, plan)
+    if notebooks is not None:
+        notebooks(stages)
+    return dict(merged=[str(p) for p in merged], timings=str(timings))
+
+
+def _job_environment():
+    """(job id, stderr log path) of the running submitit job; None for what is unknown (run by hand)."""
+    try:
+        env = submitit.JobEnvironment()
+        job_id = str(env.job_id)
+    except Exception:  # noqa: BLE001 - outside submitit
+        return None, None
+    try:
+        return job_id, str(env.paths.stderr)
+    except KeyError:  # the debug executor sets no SUBMITIT_FOLDER: the submitter records the log
+        return job_id, None
+
+
+class SweepJob(submitit.helpers.Checkpointable):
+    """One job of a sweep, as submitit runs it; requeued as it is on preemption or timeout.
+
+    Parameters
+    ----------
+    plan : Plan
+    key : str
+        The job's :attr:`Job.key`.
+    folder : Path
+        The sweep's state folder.
+    threads : int, optional
+        CPU threads for torch (local CPU jobs share the cores; the submitter sets BLAS's).
+    raise_errors : bool
+        Re-raise a failure after recording it (so SLURM marks the job failed and its dependents
+        never start); False returns it (the debug executor would open a debugger otherwise).
+    notebooks : callable, optional
+        For the final step (:func:`run_final`).
+    """
+
+    def __init__(self, plan, key, folder, threads=None, raise_errors=True, notebooks=None):
+        self.plan, self.key, self.folder = plan, key, Path(folder)
+        self.threads, self.raise_errors, self.notebooks = threads, raise_errors, notebooks
+
+    def __call__(self) -> dict:
+        saved = {k: os.environ.get(k) for k in (STAGE_LOG_ENV, "BRAINATTR_NOTEBOOK")}
+        os.environ[STAGE_LOG_ENV] = str(self.folder / "stages" / f"{self.key}.jsonl")  # this job's own stage log
+        os.environ["BRAINATTR_NOTEBOOK"] = SWEEP_NOTEBOOK
+        try:
+            return self._recorded()
+        finally:  # the final step runs in the submitting process: leave its environment as it was
+            for k, v in saved.items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+    def _recorded(self) -> dict:
+        """Run the job, recording its state (running, then done or failed) in the state folder."""
+        job = self.plan.job(self.key)
+        (self.folder / "stages").mkdir(parents=True, exist_ok=True)
+        write_host_marker()
+        job_id, log = _job_environment()
+        record_state(self.folder, self.key, RUNNING, job_id=job_id, log=log)
+        start = time.perf_counter()
+        try:
+            result = self._run(job)
+        except Exception as exc:
+            info = failure_info(exc)
+            record_state(self.folder, self.key, FAILED, job_id=job_id, log=log,
+                         seconds=round(time.perf_counter() - start, 2), **info)
+            if self.raise_errors:
+                raise
+            return dict(state=FAILED, **info)
+        record_state(self.folder, self.key, DONE, job_id=job_id, log=log, seconds=round(time.perf_counter() - start, 2))
+        return dict(state=DONE, **(result or {}))
+
+    def _run(self, job):
+        if self.threads:  # BLAS threads come from the environment the job was started with
+            import torch
+
+            torch.set_num_threads(int(self.threads))
+        if job.stage == "A":
+            return run_stage_a(self.plan.settings, job)
+        if job.stage == "B":
+            return run_stage_b(self.plan.settings, job, self.plan.trs)
+        return run_final(self.plan, self.folder, self.notebooks)

@@ -1,0 +1,142 @@
+"""The oracle language model and the ground-truth checks of chapter 3 (WordNet drivers, sparse plant, units)."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from brainattr import oracle as O
+from brainattr import recovery as R
+from brainattr.attribution import evenly_spaced
+from brainattr.data import load_builtin_stimulus, true_contributions_table
+from brainattr.data import wordnet as W
+from brainattr.data.simulate import _label_vector, simulate, word_drivers
+from brainattr.schema import DataError, drop_bad_voxels
+
+pytestmark = pytest.mark.medium
+
+
+@pytest.fixture(scope="module")
+def stim():
+    return load_builtin_stimulus(max_words=1200)
+
+
+@pytest.fixture(scope="module")
+def ds(stim):
+    return drop_bad_voxels(simulate(stim, "sub-01", n_language=120, n_control=20, plant_share=0.1).dataset)
+
+
+def _rows(truth):
+    return truth[["tr", "word_index", "position", "word"]].copy()
+
+
+def test_wordnet_neighbours_are_closer_than_strangers():
+    def vec(words):  # wide random vectors per label: cosines close to the labels' shared weight
+        return W.wordnet_vectors([w for w, _ in words], [p for _, p in words], 0, 512, _label_vector)
+
+    v = vec([("dog", "NOUN"), ("cat", "NOUN"), ("letter", "NOUN"), ("walk", "VERB"), ("Darcy", "PROPN")])
+    assert np.allclose(np.linalg.norm(v[:4], axis=1), 1.0) and not v[4].any()   # names have no WordNet vector
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.15                                      # dog~cat, not dog~letter
+    labels = W.wordnet_categories("dog", "NOUN")
+    assert labels["dog.n.01"] == 1.0 and "canine.n.02" in labels and "lex:noun.animal" in labels
+    assert labels["canine.n.02"] == pytest.approx(W.HYPERNYM_DECAY)
+
+
+def test_missing_wordnet_names_the_fix(monkeypatch, tmp_path):
+    monkeypatch.setenv(W.WORDNET_ENV, str(tmp_path))
+    with pytest.raises(DataError, match="wordnet-base"):
+        W.wordnet_reader()
+
+
+def test_semantic_drivers_are_smooth_only_with_wordnet(stim):
+    ann = stim.annotations
+    nouns = np.flatnonzero((ann["pos"] == "NOUN").to_numpy())
+    for semantics, mean_cos in (("wordnet", (0.04, 1.0)), ("random", (-0.03, 0.03))):
+        sem = word_drivers(stim, semantics=semantics)["semantic"].to_numpy()[nouns]
+        lemmas = ann["lemma"].str.lower().to_numpy()[nouns]
+        first = {lem: i for i, lem in enumerate(lemmas)}
+        u = sem[list(first.values())]
+        u = u[np.linalg.norm(u, axis=1) > 0]   # nouns WordNet does not know have no vector
+        u = u / np.linalg.norm(u, axis=1, keepdims=True)
+        cos = (u @ u.T)[np.triu_indices(len(u), 1)]
+        # WordNet: nouns share ancestors (entity, physical_entity, ...), so their vectors lean together
+        assert mean_cos[0] < cos.mean() < mean_cos[1], (semantics, cos.mean())
+    with pytest.raises(ValueError, match="semantics"):
+        word_drivers(stim, semantics="glove")
+
+
+def test_sparse_plant_is_driven_by_character_mentions_only(ds):
+    plant = np.flatnonzero(ds.meta["voxel_plant"])
+    assert plant.size >= 5
+    truth = true_contributions_table(ds, trs=np.arange(40, 200), voxels=plant)
+    driving = truth[truth["contribution"] > 0]
+    assert len(driving) and ds.stimulus.annotations["is_character"].to_numpy()[driving["word_index"]].all()
+
+
+def test_truth_in_response_units(ds):
+    lang = np.flatnonzero(ds.voxel_is_language)
+    trs = np.arange(60, 64)
+    raw = true_contributions_table(ds, trs=trs, voxels=lang[:1], how="sum")
+    scaled = true_contributions_table(ds, trs=trs, voxels=lang[:1], how="sum", units="response_sd")
+    np.testing.assert_allclose(scaled["contribution"], raw["contribution"] / ds.responses[:, lang[0]].std(), rtol=1e-5)
+    with pytest.raises(ValueError, match="units"):
+        true_contributions_table(ds, trs=trs, units="percent")
+
+
+def test_oracle_positive_control_and_its_losses(ds):
+    lang = np.flatnonzero(ds.voxel_is_language)
+    clean_fit = O.fit_oracle(ds, lang, "clean", inner_folds=3)
+    trs = evenly_spaced(np.concatenate([np.asarray(t) for t in clean_fit.test_trs]), 24)
+    truth = true_contributions_table(ds, trs=trs, voxels=lang, units="response_sd")
+    rows = _rows(truth)
+    control = O.oracle_tables(ds, clean_fit, lang, rows, ["prediction"])["prediction"]
+    good = R.recovery_scores({"s": control}, {"s": truth}, n_boot=100).loc["word_identity"]
+    assert good["estimate"] > 0.85 and good["ci_low"] > good["null_high"]
+    # words outside the four delay TRs score exactly 0: the head never reads them
+    read = {int(t): np.isin(ds.stimulus.word_trs, [s for s in clean_fit.source_trs(t) if s >= 0]) for t in trs}
+    outside = ~np.array([read[int(t)][j] for t, j in zip(control["tr"], control["word_index"])])
+    assert (control.loc[outside, "attribution"] == 0).all() and (control.loc[~outside, "attribution"] > 0).all()
+    # the squared error against the measured response mixes every word with the TR's residuals
+    measured_fit = O.fit_oracle(ds, lang, "measured", inner_folds=3)
+    mse = O.oracle_tables(ds, measured_fit, lang, rows, ["mse_measured"])["mse_measured"]
+    worse = R.recovery_scores({"s": mse}, {"s": truth}, n_boot=100).loc["word_identity"]
+    assert worse["estimate"] < good["estimate"] - 0.2
+    with pytest.raises(ValueError, match="fit_on"):
+        O.fit_oracle(ds, lang, "truth")
+
+
+def test_oracle_mse_gradient_matches_finite_differences(ds):
+    """The closed-form GxI of the squared error equals x . dF/dx by central differences."""
+    lang = np.flatnonzero(ds.voxel_is_language)
+    enc = O.fit_oracle(ds, lang, "measured", inner_folds=3)
+    tr = int(np.asarray(enc.test_trs[1])[5])
+    truth = true_contributions_table(ds, trs=[tr], voxels=lang)
+    table = O.oracle_tables(ds, enc, lang, _rows(truth), ["mse_measured"])["mse_measured"]
+    sim_drivers = O.as_simulated(ds).drivers.copy()
+    head = enc.head(tr)
+    y = enc.measured_tr(tr, ds.responses.astype(float)[:, lang])
+    stim = ds.stimulus
+
+    def loss(X):
+        yhat = np.asarray(head["intercept"], float).copy()
+        for d, src in enumerate(head["source_trs"]):
+            words = np.flatnonzero(stim.word_trs == src)
+            if src >= 0 and words.size:
+                yhat += ((X[words].mean(0) - head["mean"]) / head["std"]) @ np.asarray(head["weights"][d], float)
+        return float(((yhat - y) ** 2).mean())
+
+    j = int(table.loc[table["attribution"].abs().idxmax(), "word_index"])
+    eps = 1e-4
+    gxi = 0.0
+    for f in range(sim_drivers.shape[1]):
+        up, down = sim_drivers.copy(), sim_drivers.copy()
+        up[j, f] += eps
+        down[j, f] -= eps
+        gxi += sim_drivers[j, f] * (loss(up) - loss(down)) / (2 * eps)
+    assert table.loc[table["word_index"] == j, "attribution"].item() == pytest.approx(gxi, rel=1e-4)
+
+
+def test_with_noise_rescales_the_same_draw(ds):
+    sim_clean = O.as_simulated(ds).clean
+    louder = O.with_noise(ds, 10.0)
+    np.testing.assert_allclose(louder.responses - sim_clean, 2 * (ds.responses - sim_clean), rtol=1e-4, atol=1e-4)
+    assert O.with_noise(ds, 5.0) is ds
+    pd.testing.assert_index_equal(pd.Index(louder.voxel_labels), pd.Index(ds.voxel_labels))
