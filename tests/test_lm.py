@@ -116,7 +116,8 @@ def test_paper_models_table():
     # the paper profile of params.yml runs exactly these models
     with open(os.path.join(os.path.dirname(__file__), os.pardir, "params.yml")) as fh:
         params = yaml.safe_load(fh)
-    assert set(params["profiles"]["paper"]["notebooks"]["02_brain_alignment"]["models"]) == set(PAPER_MODELS)
+    # (a global `models`: chapter 2's sweep and chapters 4-6's panels, in one command)
+    assert set(params["profiles"]["paper"]["global"]["models"]) == set(PAPER_MODELS)
 
 
 # ---------------------------------------------------------------- shape-true random models (benchmarks)
