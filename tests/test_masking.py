@@ -277,7 +277,7 @@ def _block0_calls(lm):
     return calls, handle
 
 
-def test_reusing_the_unmasked_prefix_equals_full_passes(setup):
+def test_reusing_the_unmasked_prefix_equals_full_passes(setup, monkeypatch):
     lm, ds, enc, _ = setup
     trs = enc.test_trs[1][[0, 3, 6]]
     windows = {int(t): A.tr_window(ds.stimulus, enc, int(t), 10) for t in trs}
@@ -294,6 +294,10 @@ def test_reusing_the_unmasked_prefix_equals_full_passes(setup):
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
     assert not np.allclose(pred[0][1], pred[0][0]) and not np.allclose(loss[2], loss[0])  # the maskings do change them
     np.testing.assert_allclose(pred[0][4, 1:], pred[0][0, 1:], atol=1e-6)              # TRs without a masked word
+    monkeypatch.setattr(M, "_cache_keyword", lambda model: None)    # a model whose cache cannot be continued
+    full_pred, full_loss = M.evaluate_variants(lm, ds, [enc], LAYER, trs, variants, context=10, batch_size=3)
+    np.testing.assert_allclose(full_pred[0], ref_pred[0], atol=1e-5)
+    np.testing.assert_allclose(full_loss, ref_loss, rtol=1e-5)
     one, one_loss = M.evaluate_windows(lm, ds, enc, LAYER, trs, context=10, replacements=some)
     np.testing.assert_allclose(one, ref_pred[0][3], atol=1e-6)
     np.testing.assert_allclose(one_loss, ref_loss[3], rtol=1e-6)

@@ -189,13 +189,15 @@ def _forward(model, layer, embeds, mask=None, cache=None, keyword=None, final=Tr
     return captured["x"], out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
 
-def _cache_prefix(cache, n):
-    """A new cache holding the first ``n`` tokens' keys and values of ``cache`` (left unchanged)."""
+def _cache_prefix(cache, n, batch=1):
+    """A new cache holding the first ``n`` tokens' keys and values of a one-window ``cache`` (left
+    unchanged), repeated for ``batch`` windows."""
     from transformers import DynamicCache
 
     out = DynamicCache()
     for i, layer in enumerate(cache.layers):
-        out.update(layer.keys[..., :n, :], layer.values[..., :n, :], i)
+        out.update(layer.keys[..., :n, :].expand(batch, -1, -1, -1), layer.values[..., :n, :].expand(batch, -1, -1, -1),
+                   i)
     return out
 
 
@@ -222,12 +224,14 @@ def evaluate_variants(lm, dataset, encodings, layer, trs, variants, context=80, 
     are replaced from its token ``p`` on has the unmasked window's states before ``p``. With
     ``reuse_prefix``, each TR's unmasked window runs once and keeps its keys and values; each
     variant then runs only its tokens from the first one that differs, attending to the kept keys
-    and values of the tokens before. Masking the recent words of a long window then costs a few
-    tokens instead of the whole window; masking its first word costs a whole pass. The results
-    equal full passes up to float rounding (tested). Models whose cache cannot be continued
-    exactly (:func:`_cache_keyword`: sliding-window attention, recurrent states), and
-    ``reuse_prefix=False``, run every variant's windows in full, ``batch_size`` at a time. Every
-    encoding model reads the same pass.
+    and values of the tokens before; the variants of a TR run ``batch_size`` at a time, those that
+    change late together, each batch from its earliest change on. Masking the recent words of a
+    long window then costs a few tokens instead of the whole window; masking its first word costs
+    a whole pass. The results equal full passes up to float rounding (tested). Models whose cache
+    cannot be continued exactly (:func:`_cache_keyword`: sliding-window attention, recurrent
+    states) run each TR's variants in full, ``batch_size`` at a time; ``reuse_prefix=False`` runs
+    each variant's windows in full, ``batch_size`` TRs at a time. Every encoding model reads the
+    same pass.
 
     Parameters
     ----------
@@ -248,7 +252,7 @@ def evaluate_variants(lm, dataset, encodings, layer, trs, variants, context=80, 
         As for :func:`evaluate_windows`.
     reuse_prefix : bool
     batch_size : int
-        Windows per pass when they run in full.
+        Windows per pass.
     progress : bool
 
     Returns
@@ -280,60 +284,75 @@ def evaluate_variants(lm, dataset, encodings, layer, trs, variants, context=80, 
         altered = _substituted(text, variants[v].get(int(trs[i]), {}), lm.tokenizer)
         return make_instance(altered, windows[i], pooling, with_next=windows[i].next_word >= 0)
 
-    def score(v, items, states, final_states, batch):
-        """Every encoding's prediction and the NWP loss of the windows ``items`` (TR positions) of variant ``v``."""
+    def score(items, states, final_states, batch):
+        """Every encoding's prediction and the NWP loss of the windows ``items``: (variant, TR position, instance)."""
         feats = tr_features_from_states(states, batch["pool"])
         loss = nwp_loss(model, final_states, batch) if final else nwp_loss(model, states, batch, norm=norm)
-        for j, (i, inst) in enumerate(items):
+        for j, (v, i, inst) in enumerate(items):
             for e, enc in enumerate(encodings):
                 head = head_for(enc, inst.window.tr, None, heads[e], device)
                 prediction[e][v, i] = head(feats[j:j + 1], batch["present"][j:j + 1])[0].double().cpu().numpy()
             if inst.nwp_range[1] > inst.nwp_range[0]:
                 nwp[v, i] = float(loss[j])
 
-    def embed(ids):
-        return model.get_input_embeddings()(torch.as_tensor(ids, device=device)[None])
+    def run(items, start=0, base=None):
+        """Run the windows ``items`` (of one TR when ``start > 0``), right-padded into one batch, from
+        their token ``start`` on; ``base`` = (cache, keyword, states, final states) of the unmasked
+        window gives the tokens before. Score them."""
+        batch = collate([inst for _, _, inst in items], lm.tokenizer.pad_token_id, device)
+        emb = model.get_input_embeddings()(batch["ids"][:, start:])
+        if start == 0:
+            score(items, *_forward(model, layer, emb, batch["mask"], final=final), batch)
+            return
+        cache, keyword, base_states, base_final = base
+        states, final_states = _forward(model, layer, emb, batch["mask"], _cache_prefix(cache, start, len(items)),
+                                        keyword, final=final)
+        states = torch.cat([base_states[:, :start].expand(len(items), -1, -1), states], 1)
+        if final:
+            final_states = torch.cat([base_final[:, :start].expand(len(items), -1, -1), final_states], 1)
+        score(items, states, final_states, batch)
 
-    keyword = _cache_keyword(model) if reuse_prefix else None
     with torch.no_grad():
-        if keyword is None:                 # every window in full, batch_size at a time
+        if not reuse_prefix:                # every window in full, batch_size TRs at a time
             for v in tqdm(range(len(variants)), desc="maskings", disable=not progress, leave=False):
                 for k in range(0, trs.size, batch_size):
-                    items = [(i, instance(v, i)) for i in range(k, min(k + batch_size, trs.size))]
-                    batch = collate([inst for _, inst in items], lm.tokenizer.pad_token_id, device)
-                    emb = model.get_input_embeddings()(batch["ids"])
-                    states, final_states = _forward(model, layer, emb, batch["mask"], final=final)
-                    score(v, items, states, final_states, batch)
+                    run([(v, i, instance(v, i)) for i in range(k, min(k + batch_size, trs.size))])
             return prediction, nwp
         from transformers import DynamicCache
 
+        keyword = _cache_keyword(model)
         for i in tqdm(range(trs.size), desc="windows", disable=not progress, leave=False):
             base = make_instance(text, windows[i], pooling, with_next=windows[i].next_word >= 0)   # unmasked
-            cache = DynamicCache()
-            base_states, base_final = _forward(model, layer, embed(base.ids), cache=cache, keyword=keyword, final=final)
-            exact = _continuable(cache)
-            done = {}
+            cache = DynamicCache() if keyword else None
+            ids = torch.as_tensor(base.ids, device=device)[None]
+            base_states, base_final = _forward(model, layer, model.get_input_embeddings()(ids), cache=cache,
+                                               keyword=keyword, final=final)
+            exact = keyword is not None and _continuable(cache)
+            todo, done = [], {}
             for v in range(len(variants)):
                 inst = instance(v, i)
                 key = inst.ids.tobytes()
-                if key in done:             # the same tokens as a variant already run (e.g. no word replaced here)
-                    for pred in prediction:
-                        pred[v, i] = pred[done[key], i]
-                    nwp[v, i] = nwp[done[key], i]
+                if key in done:             # the same tokens as another variant (e.g. no word replaced here)
+                    done[key].append(v)
                     continue
-                done[key] = v
-                p = _first_difference(base.ids, inst.ids) if exact else 0
-                if p == len(inst.ids) == len(base.ids):     # no token changed
-                    states, final_states = base_states, base_final
-                elif p > 0:                 # only the tokens from the first changed one, after the kept prefix
-                    p = min(p, len(inst.ids) - 1)
-                    states, final_states = _forward(model, layer, embed(inst.ids[p:]), cache=_cache_prefix(cache, p),
-                                                    keyword=keyword, final=final)
-                    states = torch.cat([base_states[:, :p], states], 1)
-                    final_states = torch.cat([base_final[:, :p], final_states], 1) if final else None
-                else:
-                    states, final_states = _forward(model, layer, embed(inst.ids), final=final)
-                score(v, [(i, inst)], states, final_states, collate([inst], lm.tokenizer.pad_token_id, device))
+                done[key] = [v]
+                if np.array_equal(inst.ids, base.ids):
+                    score([(v, i, inst)], base_states, base_final, collate([inst], lm.tokenizer.pad_token_id, device))
+                    continue
+                # the first changed token (0: run it all); at least one token is always run
+                start = min(_first_difference(base.ids, inst.ids), len(inst.ids) - 1) if exact else 0
+                todo.append((start, v, inst))
+            # variants that change late run together, each batch from its earliest change on
+            todo.sort(key=lambda item: -item[0])
+            for k in range(0, len(todo), batch_size):
+                group = todo[k:k + batch_size]
+                run([(v, i, inst) for _, v, inst in group], min(start for start, _, _ in group),
+                    (cache, keyword, base_states, base_final))
+            for same in done.values():
+                for v in same[1:]:
+                    for pred in prediction:
+                        pred[v, i] = pred[same[0], i]
+                    nwp[v, i] = nwp[same[0], i]
     return prediction, nwp
 
 
