@@ -17,7 +17,12 @@ in a short window; masking by sign as well as by magnitude (:func:`top_k_words`)
 control at the same window positions as the masked words (:func:`same_position_words`) besides
 the control anywhere in the window; both targets under every masking (BA's top words against
 NWP, NWP's top words against BA); and bootstrap CIs that resample blocks of TRs whose windows do
-not overlap (:func:`tr_blocks`, :func:`bootstrap_counts`).
+not overlap (:func:`tr_blocks`, :func:`bootstrap_counts`). A ``k`` below 1 is a share of each
+window's words (:func:`share_k`; :data:`PAPER_SHARE`, the paper's top 1 %), and several subjects
+can be swept at once (means over them).
+
+:func:`evaluate_variants` scores all the maskings of a window at the cost of the tokens they
+change: the window's unmasked beginning runs once and its keys and values are kept.
 """
 from __future__ import annotations
 
