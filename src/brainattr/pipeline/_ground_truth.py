@@ -1,0 +1,208 @@
+"""Chapter 3: attribution against the simulated subjects' planted truth."""
+from __future__ import annotations
+
+
+import numpy as np
+import pandas as pd
+
+from ..attribution import AttributionSettings, attribute, voxel_mask
+from ..data import as_simulated, true_contributions_table
+from ..oracle import clean_target_dataset, fit_oracle, oracle_tables, with_noise
+from ..recovery import recovery_scores
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 3: attribution against the simulated subjects' planted truth
+# --------------------------------------------------------------------------------------------
+
+def truth_tables(datasets, trs, settings=AttributionSettings(), how="l2"):
+    """Each simulated subject's planted word truth on ``trs``, in the BA target's units and voxel set.
+
+    Parameters
+    ----------
+    datasets : list of Dataset
+        Simulated subjects.
+    trs : array of int
+    settings : AttributionSettings
+        Its ``voxel_set`` picks the voxels, as for the BA target.
+    how : {"l2", "sum"}
+        L2 norm over voxels (magnitudes, the default reading) or signed sum (the signed reading).
+
+    Returns
+    -------
+    dict subject -> pandas.DataFrame
+        :func:`brainattr.data.true_contributions_table` with ``units="response_sd"``.
+    """
+    return {ds.subject: true_contributions_table(ds, trs=trs, voxels=voxel_mask(settings.voxel_set, ds), how=how,
+                                                 units="response_sd") for ds in datasets}
+
+
+def plant_views(datasets, encodings):
+    """Each subject and its encoding model restricted to the sparse-plant voxels (``meta["voxel_plant"]``).
+
+    The BA target of such a view is the squared error over the plant voxels only, whose truth is
+    a known, sparse set of words (character mentions): what precision@k scores.
+
+    Returns
+    -------
+    (list of Dataset, list of EncodingResult)
+    """
+    views, encs = [], []
+    for ds, enc in zip(datasets, encodings):
+        plant = np.asarray(ds.meta.get("voxel_plant", np.zeros(ds.n_voxels, bool)), dtype=bool)
+        if not plant.any():
+            raise ValueError(f"{ds.subject} has no sparse-plant voxels (meta['voxel_plant']); simulate with "
+                             "plant_share > 0.")
+        views.append(ds.select_voxels(plant))
+        encs.append(enc.select_voxels(np.flatnonzero(plant)))
+    return views, encs
+
+
+def ground_truth_attributions(lm, datasets, encodings, layer, trs, settings=AttributionSettings(), clean_subject=0):
+    """The extra BA attributions of chapter 3's ground-truth checks, in one pass over the windows.
+
+    Every subject's sparse-plant view (:func:`plant_views`), and one subject's BA target taken
+    against the clean signal instead of its measured response (:func:`brainattr.oracle.clean_target_dataset`),
+    ride as extra "subjects" of one :func:`brainattr.attribution.attribute` call: the language
+    model runs once per batch, each extra target costs one backward pass.
+
+    Returns
+    -------
+    dict
+        ``("plant", subject)`` -> table for every subject, ``("clean", subject)`` -> table for
+        ``datasets[clean_subject]``.
+    """
+    views, view_encs = plant_views(datasets, encodings)
+    clean = clean_target_dataset(datasets[clean_subject])
+    out = attribute(lm, [clean] + views, [encodings[clean_subject]] + view_encs, layer,
+                    settings.replace(tasks=("ba",), methods=("gxi",)), trs=trs)
+    tables = {("clean", clean.subject): out[0][("ba", "gxi")].to_pandas()}
+    tables.update({("plant", v.subject): o[("ba", "gxi")].to_pandas() for v, o in zip(views, out[1:])})
+    return tables
+
+
+def recovery_table(sources, truths, plant_sources=None, plant_truths=None, how="abs", n_boot=1000, seed=0):
+    """:func:`brainattr.recovery.recovery_scores` of several sources side by side.
+
+    Parameters
+    ----------
+    sources : dict name -> (dict subject -> table)
+    truths : dict subject -> truth table
+    plant_sources : dict name -> (dict subject -> table), optional
+        The sources' sparse-plant tables (precision@k), where they have them.
+    plant_truths : dict subject -> truth table, optional
+    how, n_boot, seed
+        See :func:`brainattr.recovery.recovery_scores`.
+
+    Returns
+    -------
+    pandas.DataFrame with a ``source`` and a ``score`` level in its index
+    """
+    plant_sources = plant_sources or {}
+    return pd.concat({name: recovery_scores(tables, {s: truths[s] for s in tables}, plant_sources.get(name),
+                                            plant_truths, how=how, n_boot=n_boot, seed=seed)
+                      for name, tables in sources.items()}, names=["source"])
+
+
+#: The oracle ladder's rungs: (label, features, encoder fitted on, target), most ideal first.
+LADDER = (
+    ("i. oracle LM, fit on clean signal, prediction", "oracle", "clean", "prediction"),
+    ("ii. oracle LM, fit on measured, prediction", "oracle", "measured", "prediction"),
+    ("iii. oracle LM, fit on measured, MSE vs clean", "oracle", "measured", "mse_clean"),
+    ("iv. oracle LM, fit on measured, MSE vs measured", "oracle", "measured", "mse_measured"),
+    ("v. the LM, fit on measured, MSE vs clean", "lm", "measured", "mse_clean"),
+    ("vi. the LM, fit on measured, MSE vs measured (the pipeline)", "lm", "measured", "mse_measured"),
+)
+
+
+def oracle_ladder(dataset, lm_table, lm_clean_table, trs, settings=AttributionSettings(), inner_folds=5,
+                  ig_table=None, lm_plant_table=None, n_boot=1000, seed=0):
+    """Chapter 3's ladder for one subject: where recovery of the planted words is lost.
+
+    Rungs (:data:`LADDER`) go from an oracle language model, whose layer features are the
+    simulation's own drivers (:mod:`brainattr.oracle`), fitted on the clean signal and attributing
+    its prediction, down to the real pipeline: noise in the fit, the squared-error target (against
+    the clean signal, then the measured response), the LM's features. A last rung, when given, is
+    Integrated Gradients on the LM (the first-order method). Each rung is scored by
+    :func:`brainattr.recovery.recovery_scores` against the same truth.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        One simulated subject.
+    lm_table, lm_clean_table : attribution tables
+        The LM's BA GxI against the measured response and against the clean signal, on ``trs``.
+    trs : array of int
+    settings : AttributionSettings
+        Its ``voxel_set`` is the oracle's too.
+    inner_folds : int
+    ig_table : attribution table, optional
+        The LM's BA IG on some of ``trs``.
+    lm_plant_table : attribution table, optional
+        The LM's BA GxI of the subject's sparse-plant view (:func:`ground_truth_attributions`): with
+        it, the oracle is also fitted on the plant voxels and the oracle's measured-fit rungs and the
+        pipeline's get precision@k, the positive control of that score.
+    n_boot, seed
+
+    Returns
+    -------
+    (ladder, tables) : (pandas.DataFrame, dict)
+        ``ladder`` indexed by (rung, score); ``tables`` maps each rung to its attribution table.
+    """
+    voxels = np.flatnonzero(voxel_mask(settings.voxel_set, dataset))
+    rows = lm_table[lm_table["tr"].isin(trs)]
+    fits = {fit_on: fit_oracle(dataset, voxels, fit_on, inner_folds) for fit_on in ("clean", "measured")}
+    oracle = {fit_on: oracle_tables(dataset, enc, voxels, rows) for fit_on, enc in fits.items()}
+    lm = {"mse_measured": rows, "mse_clean": lm_clean_table[lm_clean_table["tr"].isin(trs)]}
+    tables = {label: (oracle[fit_on][target] if features == "oracle" else lm[target])
+              for label, features, fit_on, target in LADDER}
+    if ig_table is not None and len(ig_table):
+        tables["vii. the LM, Integrated Gradients, MSE vs measured"] = ig_table
+    truth = truth_tables([dataset], trs, settings)[dataset.subject]
+    plant, plant_truth = {}, None
+    if lm_plant_table is not None:
+        plant_mask = np.asarray(dataset.meta["voxel_plant"], dtype=bool)
+        view, plant_voxels = dataset.select_voxels(plant_mask), np.flatnonzero(plant_mask)
+        plant_fit = fit_oracle(dataset, plant_voxels, "measured", inner_folds)
+        on_plant = oracle_tables(dataset, plant_fit, plant_voxels, rows, ("prediction", "mse_measured"))
+        plant = {LADDER[1][0]: on_plant["prediction"], LADDER[3][0]: on_plant["mse_measured"],
+                 LADDER[5][0]: lm_plant_table[lm_plant_table["tr"].isin(trs)]}
+        plant_truth = {dataset.subject: truth_tables([view], trs, settings)[dataset.subject]}
+    s = dataset.subject
+    ladder = pd.concat({label: recovery_scores({s: t}, {s: truth}, {s: plant[label]} if label in plant else None,
+                                               plant_truth, n_boot=n_boot, seed=seed)
+                        for label, t in tables.items()}, names=["rung"])
+    return ladder, tables
+
+
+def noise_sweep(dataset, lm_rows, noise_levels, settings=AttributionSettings(), inner_folds=5, n_boot=1000, seed=0):
+    """Recovery against noise: the oracle's squared-error target refitted at each noise level.
+
+    The subject's noise is rescaled (:func:`brainattr.oracle.with_noise`, the same draw), the
+    oracle's encoder is refitted, and its BA target (MSE vs the measured response) and prediction
+    are attributed and scored. It shows from which noise level on the squared-error target stops
+    telling which words drive the voxels, even for a perfect language model.
+
+    Returns
+    -------
+    pandas.DataFrame with columns ``noise``, ``target``, ``mean_true_r`` (the voxels'
+    corr(clean, response)), ``held_out_r`` (the oracle's mean BA) and the word-identity
+    ``estimate``, ``ci_low``, ``ci_high``
+    """
+    voxels = np.flatnonzero(voxel_mask(settings.voxel_set, dataset))
+    trs = np.unique(lm_rows["tr"])
+    truth = truth_tables([dataset], trs, settings)[dataset.subject]
+    clean = as_simulated(dataset).clean[:, voxels]
+    out = []
+    for noise in noise_levels:
+        noisy = with_noise(dataset, noise)
+        enc = fit_oracle(noisy, voxels, "measured", inner_folds)
+        true_r = np.nanmean([np.corrcoef(clean[:, v], noisy.responses[:, voxels[v]])[0, 1]
+                             for v in range(voxels.size)])
+        for target, table in oracle_tables(noisy, enc, voxels, lm_rows, ("prediction", "mse_measured")).items():
+            wi = recovery_scores({dataset.subject: table}, {dataset.subject: truth}, n_boot=n_boot,
+                                 seed=seed).loc["word_identity"]
+            out.append(dict(noise=float(noise), target=target, mean_true_r=float(true_r),
+                            held_out_r=float(enc.scores.mean()), estimate=wi["estimate"], ci_low=wi["ci_low"],
+                            ci_high=wi["ci_high"]))
+    return pd.DataFrame(out)
