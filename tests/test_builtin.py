@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from brainattr.data.builtin import load_builtin_stimulus, load_text, rsvp_timing, split_runs
@@ -53,3 +54,19 @@ def test_annotations_mark_characters_dialogue_and_sentences(small_stimulus):
 def test_max_words_truncates():
     stim = load_builtin_stimulus(max_words=600, annotate=False)
     assert stim.n_words == 600 and stim.annotations is None
+
+
+def test_annotations_are_stored_once_and_read_back_by_the_next_run(tmp_path, monkeypatch):
+    from brainattr.data import annotate
+
+    monkeypatch.setenv("BRAINATTR_CACHE", str(tmp_path))
+    words = "Mr. Darcy said nothing. Darcy looked at Elizabeth. Elizabeth laughed.".split()
+    first = annotate.annotate_words(words)
+    stored = list((tmp_path / "annotations").glob("*.parquet"))
+    assert len(stored) == 1 and not list((tmp_path / "annotations").glob(".*"))  # no temporary left
+    calls = []
+    monkeypatch.setattr(annotate, "_annotate", lambda *a: calls.append(a) or first)
+    pd.testing.assert_frame_equal(annotate.annotate_words(words), first)  # read back, spaCy not run
+    assert calls == []
+    annotate.annotate_words(words, characters=("Darcy",))  # other characters: another entry
+    assert len(calls) == 1

@@ -7,10 +7,13 @@ so any text gets the 'discourse' annotation, not only the built-in one.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import re
 
 import numpy as np
 import pandas as pd
+
+from ..cache import array_hash, atomic_path, cache_dir, cache_key
 
 #: Named characters of the built-in text, the list :func:`annotate_words` used before characters
 #: were inferred (kept for comparison; :func:`infer_characters` finds all but the four names
@@ -28,6 +31,8 @@ HONORIFICS = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr", "sir", "madam", "
                         "captain", "colonel", "general", "professor", "uncle", "aunt", "god", "heaven"})
 #: Mentions (as a proper noun) a name needs to count as a character: a name said once is rarely one.
 MIN_CHARACTER_MENTIONS = 2
+#: Bump when :func:`annotate_words`' output changes for the same words: stored annotations are then ignored.
+ANNOTATION_FORMAT = 1
 
 
 @functools.lru_cache(maxsize=2)
@@ -105,6 +110,31 @@ def annotate_words(words, characters=None) -> pd.DataFrame:
         ``sentence_index``, ``position_in_sentence``.
     """
     words = [str(w) for w in words]
+    # Every notebook annotates the same text: read the stored table instead of loading spaCy (~6 s)
+    key = cache_key(words=array_hash(np.array(words, dtype=str)), characters=characters, format=ANNOTATION_FORMAT,
+                    spacy=_installed(("spacy", SPACY_MODEL.replace("_", "-"))))
+    path = cache_dir("annotations") / f"{key}.parquet"
+    if path.exists():
+        return pd.read_parquet(path)
+    table = _annotate(words, characters)
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)
+    return table
+
+
+def _installed(packages) -> tuple:
+    """Installed versions of ``packages`` (None where not installed)."""
+    versions = []
+    for name in packages:
+        try:
+            versions.append(importlib.metadata.version(name))
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(None)
+    return tuple(versions)
+
+
+def _annotate(words, characters) -> pd.DataFrame:
+    """:func:`annotate_words` without its store."""
     nlp = _spacy_pipeline()
     text = " ".join(words)
     starts = np.cumsum([0] + [len(w) + 1 for w in words[:-1]])

@@ -115,13 +115,19 @@ def wordnet_categories(lemma: str, upos: str) -> dict[str, float]:
         Synset names (``"dog.n.01"``) and a ``"lex:"``-prefixed lexicographer file, with their weights;
         empty when the word is not in WordNet.
     """
+    return dict(_categories(lemma, upos))
+
+
+@functools.lru_cache(maxsize=None)
+def _categories(lemma: str, upos: str) -> tuple:
+    """:func:`wordnet_categories` as (label, weight) pairs, computed once per word and process (every subject reads them)."""
     pos = WORDNET_POS.get(upos)
     if pos is None:
-        return {}
+        return ()
     wn = wordnet_reader()
     synsets = wn.synsets(lemma.lower().replace(" ", "_"), pos)
     if not synsets:
-        return {}
+        return ()
     first = synsets[0]
     related = []
     if pos == "a":
@@ -135,7 +141,7 @@ def wordnet_categories(lemma: str, upos: str) -> dict[str, float]:
             w = weight * HYPERNYM_DECAY ** steps
             labels[above.name()] = max(w, labels.get(above.name(), 0.0))
     labels[f"lex:{first.lexname()}"] = LEXNAME_WEIGHT
-    return labels
+    return tuple(labels.items())
 
 
 def wordnet_vectors(lemmas, upos, seed: int, dim: int, label_vector) -> np.ndarray:
