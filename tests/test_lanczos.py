@@ -259,3 +259,63 @@ def test_attributions_with_lanczos_settings_cover_every_weighed_word(tiny_lm, pl
     # the BA target is the head's MSE on the Lanczos-pooled states: not the averaged one
     assert not np.allclose(lz[("ba", "gxi")].groupby("tr")["target"].first(),
                            av[("ba", "gxi")].groupby("tr")["target"].first())
+
+
+@pytest.mark.medium
+def test_masking_pools_the_windows_as_the_encoding_features(tiny_lm, plain_stimulus):
+    """Chapter 7's maskings score each window with the encoding model's pooling: Lanczos, not averaging."""
+    from brainattr import attribution as A
+    from brainattr import masking as M
+    from brainattr.encoding import encode_subjects
+
+    ds = _subject(plain_stimulus)
+    enc, = encode_subjects(tiny_lm, [ds], LAYER, context=20, inner_folds=2, progress=False, tr_features="lanczos")
+    trs = A.held_out_trs(enc, fold=None, n=3)
+    pred, _ = M.evaluate_windows(tiny_lm, ds, enc, LAYER, trs, context=5, tr_features="lanczos")
+    ref = A.predict_trs(tiny_lm, plain_stimulus, enc, LAYER, trs, context=5, tr_features="lanczos")
+    np.testing.assert_allclose(pred, ref, rtol=1e-4, atol=1e-5)
+    averaged, _ = M.evaluate_windows(tiny_lm, ds, enc, LAYER, trs, context=5)
+    assert not np.allclose(averaged, ref)
+
+
+@pytest.mark.medium
+def test_chapters_7_and_8_pass_tr_features_and_fold_on(tiny_lm, plain_stimulus, monkeypatch):
+    """condition_tables (chapter 8), masking_at_context and ChapterTables.encodings (chapter 7): Lanczos fits,
+    tables and maskings, on the held-out TRs of the fold asked for."""
+    import pandas as pd
+
+    from brainattr import attribution as A
+    from brainattr import masking as M
+    from brainattr import pipeline
+    from brainattr.encoding import encode_subjects
+
+    ds, kw = _subject(plain_stimulus), {"inner_folds": 2, "progress": False}
+    settings = A.AttributionSettings(tr_features="lanczos")
+    tables, cost = pipeline.condition_tables(tiny_lm, [ds], 12, settings=settings, n_trs=2, inner_folds=2)
+    layer = cost["layer"]
+    lz, = encode_subjects(tiny_lm, [ds], layer, context=12, tr_features="lanczos", **kw)
+    av, = encode_subjects(tiny_lm, [ds], layer, context=12, **kw)
+    assert cost["language_r"] == pytest.approx(lz.scores.mean())
+    assert cost["language_r"] != pytest.approx(av.scores.mean())
+    direct = pipeline.attribute_layers(tiny_lm, [ds], [layer], settings.replace(context=12), n_trs=2, fold=None,
+                                       inner_folds=2, progress=False)
+    pd.testing.assert_frame_equal(tables.drop(columns="condition"), direct)
+    np.testing.assert_array_equal(np.unique(tables.tr), A.held_out_trs(lz, None, 2))     # default: every fold's
+    fold0, _ = pipeline.condition_tables(tiny_lm, [ds], 12, settings=settings, n_trs=2, inner_folds=2, fold=0)
+    np.testing.assert_array_equal(np.unique(fold0.tr), A.held_out_trs(lz, 0, 2))
+
+    seen, real = [], M.evaluate_variants
+
+    def evaluate_variants(*args, **kwargs):
+        seen.append(kwargs.get("tr_features"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(M, "evaluate_variants", evaluate_variants)
+    summary, again, _ = pipeline.masking_at_context(tiny_lm, ds, context=12, stride=16, n_trs=2, signed=False,
+                                                    inner_folds=2, n_boot=10, tr_features="lanczos")
+    pd.testing.assert_frame_equal(again, tables)
+    assert seen == ["lanczos"] and set(summary.share) == {0.01}
+
+    ch = pipeline.ChapterTables(data=[ds], lm=tiny_lm, groups={"middle": layer}, tables=tables, inner_folds=2,
+                                settings=A.AttributionSettings(context=12, tr_features="lanczos"), n_trs=2)
+    np.testing.assert_array_equal(ch.encodings(layer)[0].weights, lz.weights)

@@ -96,7 +96,7 @@ def _substituted(text, replacements, tokenizer):
 
 
 def evaluate_windows(lm, dataset, encoding, layer, trs, context=80, pooling="last", replacements=None,
-                     batch_size=8, progress=False, nwp_readout="final"):
+                     batch_size=8, progress=False, nwp_readout="final", tr_features="average"):
     """BA prediction and NWP cross-entropy of each TR's window, optionally with words replaced.
 
     Parameters
@@ -116,6 +116,10 @@ def evaluate_windows(lm, dataset, encoding, layer, trs, context=80, pooling="las
     nwp_readout : {"final", "logit_lens"}
         The whole model's next-word loss, or layer ``layer``'s read through the final norm and
         the LM head (as :class:`brainattr.attribution.AttributionSettings` ``nwp_readout``).
+    tr_features : {"average", "lanczos"}
+        How the encoding model's features pool words into TRs (as
+        :class:`brainattr.attribution.AttributionSettings` ``tr_features``): the head pools the
+        window's states the same way (Lanczos also widens the window to every weighed word).
 
     Returns
     -------
@@ -125,7 +129,8 @@ def evaluate_windows(lm, dataset, encoding, layer, trs, context=80, pooling="las
         Mean cross-entropy over the next word's tokens (NaN at the end of the text).
     """
     prediction, nwp = evaluate_variants(lm, dataset, [encoding], layer, trs, [replacements or {}], context, pooling,
-                                        nwp_readout, reuse_prefix=False, batch_size=batch_size, progress=progress)
+                                        nwp_readout, reuse_prefix=False, batch_size=batch_size, progress=progress,
+                                        tr_features=tr_features)
     return prediction[0][0], nwp[0]
 
 
@@ -222,7 +227,7 @@ def _first_difference(a, b):
 
 
 def evaluate_variants(lm, dataset, encodings, layer, trs, variants, context=80, pooling="last", nwp_readout="final",
-                      reuse_prefix=True, batch_size=8, progress=False):
+                      reuse_prefix=True, batch_size=8, progress=False, tr_features="average"):
     """BA predictions and NWP cross-entropies of each TR's window under several sets of replaced words.
 
     A causal model's states at a token depend only on the tokens up to it, so a window whose words
@@ -259,6 +264,8 @@ def evaluate_variants(lm, dataset, encodings, layer, trs, variants, context=80, 
     batch_size : int
         Windows per pass.
     progress : bool
+    tr_features : {"average", "lanczos"}
+        As for :func:`evaluate_windows`: that of the encoding models' features.
 
     Returns
     -------
@@ -272,7 +279,7 @@ def evaluate_variants(lm, dataset, encodings, layer, trs, variants, context=80, 
     if nwp_readout not in NWP_READOUTS:
         raise ValueError(f"unknown NWP readout {nwp_readout!r}; use one of {NWP_READOUTS}.")
     model, device = lm.model, next(lm.model.parameters()).device
-    text = TokenizedText(lm, dataset.stimulus)
+    text = TokenizedText(lm, dataset.stimulus, tr_features)
     windows = []
     for tr in trs:
         window = tr_window(dataset.stimulus, encodings[0], int(tr), context)
@@ -744,7 +751,7 @@ def _effect_row(target, plan_stat, none_stat, ci):
 def masking_sweep(lm, dataset, encoding, layer, ba_table, nwp_table, ks=(1, 2, 4, PAPER_K, 8), signs=SIGNS,
                   tasks=("ba", "nwp"), context=80, pooling="last", voxel_set="language", nwp_readout="final",
                   n_draws=1, n_boot=1000, ci=0.95, blocks="windows", min_blocks=2, seed=0, batch_size=8,
-                  return_per_tr=False, progress=False):
+                  return_per_tr=False, progress=False, tr_features="average"):
     """The fair masking check: top-k words by sign, matched random controls, both targets, bootstrap CIs.
 
     For each masked task (whose attribution ranks the words), sign and ``k``, the top words, the
@@ -809,6 +816,9 @@ def masking_sweep(lm, dataset, encoding, layer, ba_table, nwp_table, ks=(1, 2, 4
     return_per_tr : bool
         Also return each evaluation's per-TR scores.
     progress : bool
+    tr_features : {"average", "lanczos"}
+        How the encoding models' features pool words into TRs (that of the tables'
+        :class:`brainattr.attribution.AttributionSettings`); see :func:`evaluate_windows`.
 
     Returns
     -------
@@ -856,7 +866,8 @@ def masking_sweep(lm, dataset, encoding, layer, ba_table, nwp_table, ks=(1, 2, 4
                     index[key] = len(variants)
                     variants.append(random_replacements(datasets[0].stimulus, sel, seed=list(rep_seed)))
     prediction, loss = evaluate_variants(lm, datasets[0], encodings, layer, trs, variants, context, pooling,
-                                         nwp_readout, batch_size=batch_size, progress=progress)
+                                         nwp_readout, batch_size=batch_size, progress=progress,
+                                         tr_features=tr_features)
 
     def scores(s, sel, rep_seed):
         v = index[_plan_key(sel, rep_seed)]

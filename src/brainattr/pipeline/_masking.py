@@ -16,7 +16,7 @@ from ._tables import condition_tables
 # --------------------------------------------------------------------------------------------
 def masking_effects(lm, dataset, encoding, layer, ba_table, nwp_table, trs, ks=(1, 2, 4, 7, 8), signed_ks=(7,),
                     context=80, pooling="last", voxel_set="language", n_boot=1000, min_blocks=2, seed=0,
-                    progress=False):
+                    progress=False, tr_features="average"):
     """Chapter 7's masking check: :func:`brainattr.masking.masking_sweep` by magnitude at every ``k``, by sign at a few.
 
     Masking by magnitude (``"abs"``) runs for every ``k`` of ``ks``; masking the most positive and
@@ -45,6 +45,9 @@ def masking_effects(lm, dataset, encoding, layer, ba_table, nwp_table, trs, ks=(
     n_boot, min_blocks : int
         Bootstrap resamples; fewer blocks than ``min_blocks`` give no CI.
     progress : bool
+    tr_features : {"average", "lanczos"}
+        How the encoding models' features pool words into TRs (the tables'
+        ``AttributionSettings.tr_features``): the masked windows are pooled the same way.
 
     Returns
     -------
@@ -60,7 +63,7 @@ def masking_effects(lm, dataset, encoding, layer, ba_table, nwp_table, trs, ks=(
     nwp = nwp_table[nwp_table["tr"].isin(trs)]
     ba = ba if several else ba[0]
     kw = dict(context=context, pooling=pooling, voxel_set=voxel_set, n_boot=n_boot, blocks="windows",
-              min_blocks=min_blocks, seed=seed, progress=progress)
+              min_blocks=min_blocks, seed=seed, progress=progress, tr_features=tr_features)
     parts = [masking.masking_sweep(lm, dataset, encoding, layer, ba, nwp, ks=list(ks), signs=("abs",), **kw)]
     if len(signed_ks):
         parts.append(masking.masking_sweep(lm, dataset, encoding, layer, ba, nwp, ks=list(signed_ks),
@@ -70,16 +73,16 @@ def masking_effects(lm, dataset, encoding, layer, ba_table, nwp_table, trs, ks=(
 
 def masking_at_context(lm, dataset, context=640, stride=256, n_trs=12, layer=None, share=0.01, signed=True,
                        pooling="last", voxel_set="language", inner_folds=5, n_boot=1000, min_blocks=5, seed=0,
-                       progress=False):
+                       progress=False, fold=None, tr_features="average"):
     """Chapter 7's masking at a long context (the paper's 640 words): the top ``share`` of each window.
 
     The encoding model and the GxI tables are those of chapter 8's context control: the same call
     (:func:`condition_tables` of one subject with ``context``, ``stride``, ``n_trs`` held-out TRs
-    of fold 0 and the model's middle layer), hence the same cache entries, so whichever chapter
-    runs first computes them and the other reads them. Then :func:`masking_effects` masks the top
-    ``share`` of each window's words (``ceil(share x words)``: 7 of a full 640-word window with its
-    delay words), by magnitude and, with ``signed``, by sign, with the position-matched and the
-    anywhere controls and both targets.
+    of ``fold``, ``tr_features`` and the model's middle layer), hence the same cache entries, so
+    whichever chapter runs first computes them and the other reads them. Then
+    :func:`masking_effects` masks the top ``share`` of each window's words (``ceil(share x
+    words)``: 7 of a full 640-word window with its delay words), by magnitude and, with
+    ``signed``, by sign, with the position-matched and the anywhere controls and both targets.
 
     Parameters
     ----------
@@ -90,7 +93,7 @@ def masking_at_context(lm, dataset, context=640, stride=256, n_trs=12, layer=Non
         Words before the delay TRs; the feature extraction's step (as chapter 8's ``alt_context``,
         ``alt_stride``).
     n_trs : int or None
-        Evenly spaced held-out TRs of fold 0 (chapter 8's ``n_trs``).
+        Evenly spaced held-out TRs of ``fold`` (chapter 8's ``n_trs``).
     layer : int or None
         Default: the model's middle layer, as :func:`condition_tables`.
     share : float
@@ -100,8 +103,15 @@ def masking_at_context(lm, dataset, context=640, stride=256, n_trs=12, layer=Non
     pooling, voxel_set, inner_folds, n_boot, seed, progress
         As for :func:`condition_tables` and :func:`masking_effects`.
     min_blocks : int
-        Fewer independent stretches of text than this give no CI (NaN), hence no verdict: 12 TRs
-        of one fold read with 640-word windows fall in about 2.
+        Fewer independent stretches of text than this give no CI (NaN), hence no verdict. The
+        12 TRs of one fold, a stretch of about 1,300 words of the built-in text, fall in about 2
+        with 640-word windows; 12 TRs spread over every fold (``fold=None``) in about 6.
+    fold : int or None
+        Whose held-out TRs (:func:`brainattr.attribution.held_out_trs`): None, every fold's (the
+        book's default); 0, 1, ...: one fold's (as chapter 8's ``fold``, so its tables are reused).
+    tr_features : {"average", "lanczos"}
+        How word features become TR features, for the encoding model, the tables and the masked
+        windows (as the book's ``tr_features``).
 
     Returns
     -------
@@ -113,17 +123,18 @@ def masking_at_context(lm, dataset, context=640, stride=256, n_trs=12, layer=Non
         :func:`condition_tables`' cost (``encoding_s``, ``attribution_s``: near zero when read from
         the cache) plus ``masking_s`` and ``n_trs``.
     """
-    settings = AttributionSettings(pooling=pooling, voxel_set=voxel_set)
+    settings = AttributionSettings(pooling=pooling, voxel_set=voxel_set, tr_features=tr_features)
     tables, cost = condition_tables(lm, [dataset], int(context), layer=layer, stride=stride, settings=settings,
-                                    n_trs=n_trs, inner_folds=inner_folds)
+                                    n_trs=n_trs, inner_folds=inner_folds, fold=fold)
     layer = int(cost["layer"])
     enc, = encode_subjects(lm, [dataset], layer, context=int(context), pooling=pooling, stride=stride,
-                           inner_folds=inner_folds, progress=False)
+                           inner_folds=inner_folds, progress=False, tr_features=tr_features)
     g = tables[tables["method"] == "gxi"]
     start = time.perf_counter()
     summary = masking_effects(lm, dataset, enc, layer, g[g["task"] == "ba"], g[g["task"] == "nwp"], g["tr"].unique(),
                               ks=[share], signed_ks=[share] if signed else [], context=int(context), pooling=pooling,
-                              voxel_set=voxel_set, n_boot=n_boot, min_blocks=min_blocks, seed=seed, progress=progress)
+                              voxel_set=voxel_set, n_boot=n_boot, min_blocks=min_blocks, seed=seed, progress=progress,
+                              tr_features=tr_features)
     cost = dict(cost, masking_s=time.perf_counter() - start, n_trs=int(g["tr"].nunique()))
     return summary, tables, cost
 

@@ -238,9 +238,13 @@ class ChapterTables:
         return self.groups.get("middle", next(iter(self.groups.values())))
 
     def encodings(self, layer) -> list:
-        """The subjects' encoding models of ``layer`` (:func:`brainattr.encoding.encode_subjects`; cached)."""
+        """The subjects' encoding models of ``layer`` (:func:`brainattr.encoding.encode_subjects`; cached).
+
+        Fitted on the tables' features (``settings``' ``context``, ``pooling`` and ``tr_features``).
+        """
         return encode_subjects(self.lm, self.data, int(layer), context=self.settings.context,
-                               pooling=self.settings.pooling, inner_folds=self.inner_folds, progress=False)
+                               pooling=self.settings.pooling, inner_folds=self.inner_folds, progress=False,
+                               tr_features=self.settings.tr_features)
 
     def __str__(self) -> str:
         return (f"{self.lm.name}, layers {self.groups}; {self.gxi.tr.nunique()} held-out TRs x {len(self.data)} "
@@ -453,7 +457,7 @@ def logit_lens_tables(ch, methods=("gxi",), progress=False):
 # Chapter 8: controls
 # --------------------------------------------------------------------------------------------
 def condition_tables(lm, datasets, context, label=None, layer=None, stride=16, settings=AttributionSettings(),
-                     n_trs=12, inner_folds=5):
+                     n_trs=12, inner_folds=5, fold=None):
     """Encoding models and GxI tables of BA and NWP for one (model, context) condition (chapter 8).
 
     Parameters
@@ -469,10 +473,17 @@ def condition_tables(lm, datasets, context, label=None, layer=None, stride=16, s
     stride : int
         Feature extraction: words per window step (see :func:`brainattr.features.extract_word_embeddings`).
     settings : brainattr.attribution.AttributionSettings
-        Pooling, voxel set, ...; its ``context`` is replaced by ``context``.
+        Pooling, voxel set, ``tr_features`` (also of the encoding models' features), ...; its
+        ``context`` is replaced by ``context``.
     n_trs : int or None
-        Evenly spaced held-out TRs of fold 0.
+        Evenly spaced held-out TRs of ``fold`` (None: all of them).
     inner_folds : int
+    fold : int or None
+        Whose held-out TRs (:func:`brainattr.attribution.held_out_trs`): None, every fold's (the
+        book's default, as in chapters 3-7: TRs spread over the whole text, so long windows still
+        fall in several independent stretches of text); 0, 1, ...: one fold's, a stretch of text
+        whose long windows overlap. The stored tables hold rows per TR, so the TRs of one choice
+        never stand in for the other's.
 
     Returns
     -------
@@ -487,10 +498,10 @@ def condition_tables(lm, datasets, context, label=None, layer=None, stride=16, s
     settings = settings.replace(context=int(context))
     start = time.perf_counter()
     encs = encode_subjects(lm, datasets, layer, context=settings.context, pooling=settings.pooling, stride=stride,
-                           inner_folds=inner_folds, progress=False)
+                           inner_folds=inner_folds, progress=False, tr_features=settings.tr_features)
     fitted = time.perf_counter()
-    tables = attribute_layers(lm, datasets, [layer], settings=settings, n_trs=n_trs, inner_folds=inner_folds,
-                              stride=stride, progress=False)
+    tables = attribute_layers(lm, datasets, [layer], settings=settings, n_trs=n_trs, fold=fold,
+                              inner_folds=inner_folds, stride=stride, progress=False)
     r = np.mean([enc.scores[ds.voxel_is_language].mean() for ds, enc in zip(datasets, encs)])
     cost = dict(condition=label, model=lm.name, layer=layer, context=settings.context, language_r=r,
                 encoding_s=fitted - start, attribution_s=time.perf_counter() - fitted)

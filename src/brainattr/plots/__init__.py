@@ -26,7 +26,7 @@ when ``simulated`` is true (the built-in dataset).
 - chapters 4-6, one panel per model and the pooled one (as the paper's Figs. 2 and 5):
   :func:`iou_by_model`, :func:`position_profiles_by_model`, with :func:`pool_models` (each
   model's means as rows of :data:`ALL_MODELS`), :func:`model_grid`, :func:`models_in`
-- chapter 7 (App. C): :func:`masking_sweep`
+- chapter 7 (App. C): :func:`masking_sweep`, :func:`masking_by_sign`
 - chapter 8 (App. H, I): :func:`condition_profiles`
 """
 
@@ -50,7 +50,7 @@ from .alignment import (
 from .attribution import attribution_by_position, ig_paths, ladder_bars, noise_curve, recovery_bars
 from .brain import brain_maps, glass_brain, marker_map, voxel_image
 from .categories import category_bars
-from .masking import masking_sweep
+from .masking import masking_by_sign, masking_sweep
 from .overlap import (
     auc_boxes,
     effect_intervals,
@@ -77,8 +77,8 @@ from .words import shade_words, two_readings
 __all__ = ["MARKED", "MARKED_COLORS", "MASKINGS", "SELECTION_ORDER", "TARGET_LABELS", "TASK_COLORS", "TASK_LABELS",
            "VOXEL_COLORS", "alignment_by_depth", "alignment_by_layer", "attribution_by_position", "auc_boxes",
            "category_bars", "com_boxes", "condition_profiles", "effect_intervals", "encoding_diagnostics",
-           "glass_brain", "ig_paths", "iou_lines", "masking_sweep", "method_profiles", "planted_positions",
-           "pos_counts", "position_bars", "position_profiles", "recovery_bars", "ladder_bars", "noise_curve", "region_boxes", "rsvp_timeline",
+           "glass_brain", "ig_paths", "iou_lines", "masking_by_sign", "masking_sweep", "method_profiles",
+           "planted_positions", "pos_counts", "position_bars", "position_profiles", "recovery_bars", "ladder_bars", "noise_curve", "region_boxes", "rsvp_timeline",
            "shade_words", "simulated_voxels", "spread_panels", "truth_iou_lines", "two_readings", "voxel_image",
            "voxel_trace"]
 __all__ += ["brain_maps", "marker_map"]  # brain maps (chapters 2, 3, 6, App. D)
