@@ -89,6 +89,18 @@ def test_settings_come_from_the_attribution_chapter_and_the_compared_models():
         sweep.settings_from_notebooks({"08_controls": params["08_controls"]})
 
 
+def test_the_jobs_read_the_data_and_features_the_chapters_read():
+    """The book's data parameters and ``tr_features`` reach the jobs (a sweep on a user's text or with
+    Lanczos features would otherwise attribute the built-in text with averaged features)."""
+    chapter = {"model": "m1", "layers": None, "voxel_set": "language", "n_trs": 7, "context": 80,
+               "tr_features": "lanczos", "text": "story.txt", "data_options": {"task": "reading"}}
+    settings = sweep.settings_from_notebooks({"04_important_words": chapter})
+    assert settings.tr_features == "lanczos"
+    kwargs = settings.data_kwargs()
+    assert (kwargs["text"], kwargs["options"], kwargs["context"]) == ("story.txt", {"task": "reading"}, 80)
+    assert sweep.settings_from_notebooks({"04_important_words": {**chapter, "data_options": {}}}).data_kwargs()["options"] is None
+
+
 def test_planned_trs_are_the_encoding_models_held_out_trs():
     from brainattr.attribution import held_out_trs
     from brainattr.encoding import fit_encoding

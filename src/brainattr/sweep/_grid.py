@@ -37,13 +37,13 @@ class SweepSettings:
 
     Attributes
     ----------
-    dataset, subjects, max_words, n_language_voxels, n_control_voxels, seed
-        See :func:`brainattr.data.load_dataset`.
+    dataset, subjects, max_words, n_language_voxels, n_control_voxels, seed, text, data_options
+        See :func:`brainattr.data.load_dataset` (``data_options`` is its ``options``).
     models : tuple of str
         Every model of the grid.
     device, precision
         See :func:`brainattr.lm.load_model`.
-    context, pooling, inner_folds, layer_step, voxel_set
+    context, pooling, inner_folds, layer_step, voxel_set, tr_features
         As the chapters use them (:func:`brainattr.pipeline.chapter_tables`).
     layers : tuple of int or None
         Layers analysed by hand; None: the best early, middle and late layer.
@@ -73,11 +73,15 @@ class SweepSettings:
     ig_trs: int = 8
     ig_steps: int = 20
     ig_baseline: str = "eos"
+    tr_features: str = "average"
+    text: object = None
+    data_options: object = None
 
     def data_kwargs(self) -> dict:
-        """Keyword arguments of :func:`brainattr.data.load_dataset` (after the name and subjects)."""
+        """Keyword arguments of :func:`brainattr.data.load_dataset` (after the name and subjects), as the chapters pass them."""
         return dict(max_words=self.max_words, n_language_voxels=self.n_language_voxels,
-                    n_control_voxels=self.n_control_voxels, seed=self.seed)
+                    n_control_voxels=self.n_control_voxels, seed=self.seed, text=self.text, context=self.context,
+                    options=self.data_options or None)
 
 
 def _as_tuple(value):

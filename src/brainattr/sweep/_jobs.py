@@ -39,7 +39,7 @@ def run_stage_a(settings, job) -> None:
 
     data, lm = _load(settings, job.model)
     encode_subjects(lm, data, job.layer, context=settings.context, pooling=settings.pooling,
-                    inner_folds=settings.inner_folds, progress=False)
+                    inner_folds=settings.inner_folds, progress=False, tr_features=settings.tr_features)
 
 
 def chosen_layers(settings, lm, data) -> dict:
@@ -49,7 +49,7 @@ def chosen_layers(settings, lm, data) -> dict:
     if settings.layers is not None:
         return {f"layer {int(layer)}": int(layer) for layer in settings.layers}
     best, _ = best_layers(lm, data, settings.layer_step, context=settings.context, pooling=settings.pooling,
-                          inner_folds=settings.inner_folds, progress=False)
+                          inner_folds=settings.inner_folds, progress=False, tr_features=settings.tr_features)
     return {group: int(layer) for group, layer in best.items() if group in ("early", "middle", "late")}
 
 
@@ -84,14 +84,14 @@ def run_stage_b(settings, job, planned_trs) -> None:
     nwp_layer = chosen.get("middle", groups[len(groups) // 2])   # pipeline.attribute_layers' choice
     ig_layer = chosen.get("middle", groups[0])                    # ChapterTables.middle
     encodings = encode_subjects(lm, data, layer, context=settings.context, pooling=settings.pooling,
-                                inner_folds=settings.inner_folds, progress=False)
+                                inner_folds=settings.inner_folds, progress=False, tr_features=settings.tr_features)
     all_trs = held_out_trs(encodings[0], settings.fold, settings.n_trs)
     if not np.array_equal(all_trs, np.asarray(planned_trs)):
         raise RuntimeError(f"the encoding model holds out {all_trs.size} TRs where the plan counted "
                            f"{len(planned_trs)}; the fit's trimming differs from the plan's: plan again.")
     trs = all_trs[job.trs[0]:job.trs[1]]
     base = AttributionSettings(context=settings.context, pooling=settings.pooling, voxel_set=settings.voxel_set,
-                               methods=("gxi",))
+                               methods=("gxi",), tr_features=settings.tr_features)
     tasks = ("ba", "nwp") if layer == nwp_layer else ("ba",)
     attribute_parts(lm, data, encodings, layer, base.replace(tasks=tasks), trs=trs, progress=False)
     attribute_parts(lm, data, encodings, layer, base.replace(tasks=("nwp",), nwp_readout="logit_lens"), trs=trs,
