@@ -11,15 +11,10 @@ and both targets are evaluated again on the altered window:
 Three maskings are compared: the top BA words, the top NWP words, and (the control the paper's
 reviewers asked for) the same number of words chosen at random in the window.
 
-:func:`masking_sweep` makes the comparison fair (the science review's point 9): a fixed number of
-words ``k`` (1, 2, 4, 8 and the paper's :data:`PAPER_K`) instead of a threshold that is one word
-in a short window; masking by sign as well as by magnitude (:func:`top_k_words`); a random
-control at the same window positions as the masked words (:func:`same_position_words`) besides
-the control anywhere in the window; both targets under every masking (BA's top words against
-NWP, NWP's top words against BA); and bootstrap CIs that resample blocks of TRs whose windows do
-not overlap (:func:`tr_blocks`, :func:`bootstrap_counts`). A ``k`` below 1 is a share of each
-window's words (:func:`share_k`; :data:`PAPER_SHARE`, the paper's top 1 %), and several subjects
-can be swept at once (means over them).
+:func:`masking_sweep` makes the comparison fair: ``k`` words (or a share of the window,
+:func:`share_k`) by magnitude or sign (:func:`top_k_words`), random controls at the same positions
+(:func:`same_position_words`) and anywhere, both targets under every masking, and CIs over blocks
+of TRs whose windows do not overlap (:func:`tr_blocks`, :func:`bootstrap_counts`).
 
 :func:`evaluate_variants` scores all the maskings of a window at the cost of the tokens they
 change: the window's unmasked beginning runs once and its keys and values are kept.
@@ -117,9 +112,7 @@ def evaluate_windows(lm, dataset, encoding, layer, trs, context=80, pooling="las
         The whole model's next-word loss, or layer ``layer``'s read through the final norm and
         the LM head (as :class:`brainattr.attribution.AttributionSettings` ``nwp_readout``).
     tr_features : {"average", "lanczos"}
-        How the encoding model's features pool words into TRs (as
-        :class:`brainattr.attribution.AttributionSettings` ``tr_features``): the head pools the
-        window's states the same way (Lanczos also widens the window to every weighed word).
+        The encoding model's pooling of words into TRs (``AttributionSettings.tr_features``), the head's too.
 
     Returns
     -------
@@ -817,8 +810,7 @@ def masking_sweep(lm, dataset, encoding, layer, ba_table, nwp_table, ks=(1, 2, 4
         Also return each evaluation's per-TR scores.
     progress : bool
     tr_features : {"average", "lanczos"}
-        How the encoding models' features pool words into TRs (that of the tables'
-        :class:`brainattr.attribution.AttributionSettings`); see :func:`evaluate_windows`.
+        As for :func:`evaluate_windows`: that of the encoding models' features.
 
     Returns
     -------
