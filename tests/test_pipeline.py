@@ -134,6 +134,14 @@ def test_condition_tables_and_comparison(tiny_lm, data):
     assert table.iou.between(0, 1).all() and (table["CoM NWP"] >= 0).all()
 
 
+def test_condition_layer_is_the_middle_of_chapter_2s_grid(tiny_lm, data):
+    """With ``layer_step`` the control uses a layer chapter 2 scored (its features and fits are stored)."""
+    step = 1 if tiny_lm.n_layers < 4 else 3
+    grid = encoding.layer_grid(tiny_lm.n_layers, step)
+    _, cost = pipeline.condition_tables(tiny_lm, data[:1], 12, n_trs=1, inner_folds=2, layer_step=step)
+    assert cost["layer"] == grid[len(grid) // 2] and cost["layer"] in grid
+
+
 # ------------------------------------------------------------------------------ chapters 4-7: the right unit
 def test_logit_lens_tables_attribute_nwp_at_each_layer(tiny_lm, chapter):
     lens = pipeline.logit_lens_tables(chapter)

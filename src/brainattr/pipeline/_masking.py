@@ -73,7 +73,7 @@ def masking_effects(lm, dataset, encoding, layer, ba_table, nwp_table, trs, ks=(
 
 def masking_at_context(lm, dataset, context=640, stride=256, n_trs=12, layer=None, share=0.01, signed=True,
                        pooling="last", voxel_set="language", inner_folds=5, n_boot=1000, min_blocks=5, seed=0,
-                       progress=False, fold=None, tr_features="average"):
+                       progress=False, fold=None, tr_features="average", layer_step=None):
     """Chapter 7's masking at a long context (the paper's 640 words): the top ``share`` of each window.
 
     The encoding model and the GxI tables are those of chapter 8's context control: the same call
@@ -94,8 +94,8 @@ def masking_at_context(lm, dataset, context=640, stride=256, n_trs=12, layer=Non
         ``alt_stride``).
     n_trs : int or None
         Evenly spaced held-out TRs of ``fold`` (chapter 8's ``n_trs``).
-    layer : int or None
-        Default: the model's middle layer, as :func:`condition_tables`.
+    layer, layer_step : int or None
+        Default: the middle layer of the ``layer_step`` grid, as :func:`condition_tables` (chapter 8 passes the same).
     share : float
         Of each window's words, masked (0.01: the paper's top 1 %).
     signed : bool
@@ -124,8 +124,8 @@ def masking_at_context(lm, dataset, context=640, stride=256, n_trs=12, layer=Non
         the cache) plus ``masking_s`` and ``n_trs``.
     """
     settings = AttributionSettings(pooling=pooling, voxel_set=voxel_set, tr_features=tr_features)
-    tables, cost = condition_tables(lm, [dataset], int(context), layer=layer, stride=stride, settings=settings,
-                                    n_trs=n_trs, inner_folds=inner_folds, fold=fold)
+    tables, cost = condition_tables(lm, [dataset], int(context), layer=layer, layer_step=layer_step, stride=stride,
+                                    settings=settings, n_trs=n_trs, inner_folds=inner_folds, fold=fold)
     layer = int(cost["layer"])
     enc, = encode_subjects(lm, [dataset], layer, context=int(context), pooling=pooling, stride=stride,
                            inner_folds=inner_folds, progress=False, tr_features=tr_features)

@@ -457,7 +457,7 @@ def logit_lens_tables(ch, methods=("gxi",), progress=False):
 # Chapter 8: controls
 # --------------------------------------------------------------------------------------------
 def condition_tables(lm, datasets, context, label=None, layer=None, stride=16, settings=AttributionSettings(),
-                     n_trs=12, inner_folds=5, fold=None):
+                     n_trs=12, inner_folds=5, fold=None, layer_step=None):
     """Encoding models and GxI tables of BA and NWP for one (model, context) condition (chapter 8).
 
     Parameters
@@ -469,7 +469,8 @@ def condition_tables(lm, datasets, context, label=None, layer=None, stride=16, s
     label : str or None
         Name of the condition (default: ``"<model>, <context> words"``).
     layer : int or None
-        Default: the model's middle layer, ``lm.n_layers // 2``.
+        Default: the middle layer of chapter 2's grid (:func:`brainattr.encoding.layer_grid` with
+        ``layer_step``), whose features and fits chapter 2 stored; without ``layer_step``, ``lm.n_layers // 2``.
     stride : int
         Feature extraction: words per window step (see :func:`brainattr.features.extract_word_embeddings`).
     settings : brainattr.attribution.AttributionSettings
@@ -493,7 +494,10 @@ def condition_tables(lm, datasets, context, label=None, layer=None, stride=16, s
         ``condition``, ``model``, ``layer``, ``context``, ``language_r`` (mean language-ROI r over
         subjects), ``encoding_s`` and ``attribution_s`` (seconds; a rerun reads the cache).
     """
-    layer = lm.n_layers // 2 if layer is None else int(layer)
+    if layer is None:
+        grid = layer_grid(lm.n_layers, layer_step) if layer_step else [lm.n_layers // 2]
+        layer = grid[len(grid) // 2]
+    layer = int(layer)
     label = f"{lm.name}, {context} words" if label is None else label
     settings = settings.replace(context=int(context))
     start = time.perf_counter()
