@@ -140,3 +140,11 @@ def test_with_noise_rescales_the_same_draw(ds):
     np.testing.assert_allclose(louder.responses - sim_clean, 2 * (ds.responses - sim_clean), rtol=1e-4, atol=1e-4)
     assert O.with_noise(ds, 5.0) is ds
     pd.testing.assert_index_equal(pd.Index(louder.voxel_labels), pd.Index(ds.voxel_labels))
+
+
+def test_wordnet_labels_follow_the_wordnet_folder(monkeypatch, tmp_path):
+    """The labels are remembered per folder: pointing $BRAINATTR_WORDNET elsewhere is not answered from memory."""
+    assert W.wordnet_categories("dog", "NOUN")
+    monkeypatch.setenv(W.WORDNET_ENV, str(tmp_path))
+    with pytest.raises(DataError, match="wordnet-base"):
+        W.wordnet_categories("dog", "NOUN")

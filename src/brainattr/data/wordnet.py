@@ -115,12 +115,12 @@ def wordnet_categories(lemma: str, upos: str) -> dict[str, float]:
         Synset names (``"dog.n.01"``) and a ``"lex:"``-prefixed lexicographer file, with their weights;
         empty when the word is not in WordNet.
     """
-    return dict(_categories(lemma, upos))
+    return dict(_categories(str(wordnet_folder()), lemma, upos))
 
 
 @functools.lru_cache(maxsize=None)
-def _categories(lemma: str, upos: str) -> tuple:
-    """:func:`wordnet_categories` as (label, weight) pairs, computed once per word and process (every subject reads them)."""
+def _categories(folder: str, lemma: str, upos: str) -> tuple:
+    """:func:`wordnet_categories` as (label, weight) pairs, once per word and WordNet folder (every subject reads them)."""
     pos = WORDNET_POS.get(upos)
     if pos is None:
         return ()
