@@ -25,7 +25,7 @@ MATHJAX         := $(MATHJAX_DIR)/tex-mml-chtml.js
 # otherwise the message says how, and $$BRAINATTR_WORDNET may point to any WordNet 3.0 dict folder.
 WORDNET ?= /usr/share/wordnet
 
-.PHONY: wordnet install book mathjax check-book test test-medium test-fast clean distclean
+.PHONY: wordnet install book mathjax check-book test test-medium test-fast gpu-wheels gpu-check clean distclean
 
 install: $(STAMP)
 
@@ -82,6 +82,16 @@ test-medium: install
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not medium"
+
+# GPU speed check (benchmarks/gpu_check.py): `make gpu-wheels` here fills .gpu/ (git-ignored: the
+# wheels a bare GPU machine lacks, and the SmolLM2 tokenizer); `make gpu-check` there runs the
+# GPU-marked tests and the benchmarks at the targets' sizes with that machine's python3, writing
+# benchmarks/results/*_<gpu>_*.json and gpu_check_<gpu>.json (the compute page shows them).
+gpu-wheels: install
+	$(BIN)/python benchmarks/gpu_check.py kit
+
+gpu-check:
+	python3 benchmarks/gpu_check.py run
 
 clean:
 	rm -rf build _build

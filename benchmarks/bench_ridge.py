@@ -90,17 +90,21 @@ def fold_breakdown(X, Y, tr_runs, alphas, inner_folds, backend, dtype, n_targets
         model = KernelRidgeCV(alphas=alphas, kernel="linear", cv=KFold(inner_folds, shuffle=False),
                               fit_intercept=True, warn=False,
                               solver_params=dict(score_func=scoring.r2_score, n_targets_batch=n_targets_batch))
-        Xtr, Ytr = Xk[train].astype(dtype), Yk[train].astype(dtype)
+        Xtr, Ytr = Xk[train].astype(dtype, copy=False), Yk[train].astype(dtype, copy=False)
         start = time.perf_counter()
         model.fit(Xtr, Ytr)
         be.to_numpy(model.dual_coef_)                    # waits for a GPU
         seconds["kernel_cv"] = time.perf_counter() - start
         start = time.perf_counter()
-        W = np.asarray(be.to_numpy(model.get_primal_coef()), dtype=np.float32)
+        W_backend = model.get_primal_coef()
+        W = np.asarray(be.to_numpy(W_backend), dtype=np.float32)
         seconds["primal_coef"] = time.perf_counter() - start
-    start = time.perf_counter()
-    Xk[test].astype(np.float64) @ W.astype(np.float64)
-    seconds["predict"] = time.perf_counter() - start
+        start = time.perf_counter()
+        if be.name == "numpy":
+            Xk[test].astype(np.float64) @ W.astype(np.float64)
+        else:
+            be.to_numpy(be.asarray(Xk[test], dtype=W_backend.dtype) @ be.asarray(W_backend))
+        seconds["predict"] = time.perf_counter() - start
     return seconds
 
 

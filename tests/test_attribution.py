@@ -523,3 +523,37 @@ def test_bf16_attributions_agree_with_fp32(setup):
     assert (check["max_difference"] > 0).all()            # the copy really ran in bfloat16
     lm16 = with_precision(lm, "bf16")
     assert lm16.name == lm.name + "-bf16" and with_precision(lm16, "fp32").name == lm.name
+
+
+def test_stored_parts_hold_four_of_the_batches_the_device_takes(setup, monkeypatch, tmp_path):
+    """`batch_size="auto"` on a GPU gives tens of TRs per batch: parts of 4 * CPU_BATCH_SIZE TRs
+    (what the H100 run found) would cap every batch at 16 windows."""
+    lm, ds, enc, _ = setup
+    trs = enc.test_trs[1][:10]
+    seen = []
+
+    def gpu_sized(lm_, datasets, encodings, layer, todo, settings):
+        seen.append(list(todo))
+        return 2                                   # as if the GPU held 2 windows per batch
+    monkeypatch.setattr(store, "batch_size_for", gpu_sized)
+    monkeypatch.setenv("BRAINATTR_CACHE", str(tmp_path))
+    settings = S(context=8, tasks=("ba",), batch_size="auto")
+    folders = store.attribute_parts(lm, [ds], [enc], LAYER, settings, trs=trs, progress=False)
+    parts = sorted(p.name for p in (folders[(0, "ba", "gxi")] / "parts").iterdir())
+    assert seen == [sorted(int(t) for t in trs)]
+    assert len(parts) == 2 and parts[0].startswith(f"part-{int(sorted(trs)[0]):06d}-")   # 8 TRs, then 2
+    assert A.batch_size_for(lm, [ds], [enc], LAYER, trs, settings) == A.CPU_BATCH_SIZE  # on a CPU
+    assert A.batch_size_for(lm, [ds], [enc], LAYER, trs, settings.replace(batch_size=3)) == 3
+
+
+def test_tokenizations_are_remembered_per_tokenizer_and_text(setup):
+    from brainattr.attribution.batch import tokenized_text
+
+    lm, ds, _, _ = setup
+    first = tokenized_text(lm, ds.stimulus)
+    assert tokenized_text(lm, ds.stimulus) is first
+    assert tokenized_text(lm, ds.stimulus, "lanczos") is not first
+    fresh = TokenizedText(lm, ds.stimulus)
+    np.testing.assert_array_equal(first.token_ids, fresh.token_ids)
+    other = dataclasses.replace(lm, tokenizer=copy.deepcopy(lm.tokenizer))   # another object: not reused
+    assert tokenized_text(other, ds.stimulus) is not first

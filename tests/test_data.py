@@ -5,6 +5,7 @@ import subprocess
 import sys
 import warnings
 
+import numpy as np
 import pytest
 
 import _realdata_fixtures as F
@@ -70,3 +71,16 @@ def test_the_data_room_imports_no_torch_and_no_room_above_it():
             "'h5py', 'pooch') or m.split('.')[:2] in [['brainattr', a] for a in above]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_noise_subjects_need_no_annotation_and_have_the_asked_size():
+    from brainattr.data import load_builtin_stimulus, noise_datasets
+
+    stimulus = load_builtin_stimulus(max_words=300, annotate=False)       # no spaCy
+    data = noise_datasets(stimulus, 2, n_language_voxels=5, n_control_voxels=3, seed=1)
+    assert [d.subject for d in data] == ["sub-01", "sub-02"]
+    assert data[0].responses.shape == (stimulus.n_trs, 8) and data[0].responses.dtype == np.float32
+    assert data[0].voxel_is_language.tolist() == [True] * 5 + [False] * 3
+    assert set(data[0].voxel_labels) == {"language", "control"}
+    assert not np.array_equal(data[0].responses, data[1].responses)      # independent subjects
+    np.testing.assert_array_equal(noise_datasets(stimulus, 1, 5, 3, seed=1)[0].responses, data[0].responses)

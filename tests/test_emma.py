@@ -1,10 +1,10 @@
 """The second built-in dataset (brainattr.data.emma): Emma stories, Moth-reading design, App. D."""
 import importlib.resources
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _scripts import load_script
 
 from brainattr.data import load_dataset
 from brainattr.data.emma import (
@@ -116,10 +116,7 @@ def test_emma_subjects_keep_their_ground_truth():
 
 
 def _extract_script():
-    spec = importlib.util.spec_from_file_location("extract_stimulus", REPO / "scripts" / "extract_stimulus.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/extract_stimulus.py")
 
 
 def test_extract_script_cuts_chapters_into_stories_of_whole_paragraphs():

@@ -4,7 +4,6 @@ from __future__ import annotations
 import ast
 import base64
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -24,6 +23,7 @@ from packaging.version import Version
 import brainattr
 
 from _project_factory import write_notebook
+from _scripts import load_script
 from brainattr.book.params import load_config, notebook_problems, resolve
 from brainattr.book.runner import render_toc
 
@@ -60,10 +60,7 @@ def _book_and_test_requirements():
 
 
 def _backend(folder):
-    spec = importlib.util.spec_from_file_location(f"no_deps_backend_{folder.name}", folder / "no_deps_backend.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(folder / "no_deps_backend.py", f"no_deps_backend_{folder.name}")
 
 
 def test_environment_yml_mirrors_pyproject_dependencies_and_extras():

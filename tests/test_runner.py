@@ -220,9 +220,20 @@ def test_benchmark_tables_read_the_committed_results(tmp_path):
         setup=dict(voxels=30000, design_columns=8192, trs=1200, outer_folds=4, inner_folds=10, alphas=16,
                    backend="torch_cuda", dtype="float32"), seconds=dict(fit=7.5))))
     table = pages.benchmarks_markdown(tmp_path)
-    assert ("| m (layer 15/30) | CPU, 2 threads | float32 | 80 words (100) | 3 | 250 tok/s | 500 tok/s | 2.00× | "
-            "not measured | 0.25 s | 1.30× faster | 0.5 s | 2.0× | 8 s | 2,016 h |") in table
+    assert ("| m (layer 15/30) | CPU, 2 threads | float32 | 80 words (100) | 3 | 250 tok/s | 500 tok/s | "
+            "not measured | 2.00× | not measured | 0.25 s | 1.30× faster | 0.5 s | 2.0× | 8 s | 2,016 h |") in table
     assert "| NVIDIA H100 | torch_cuda, float32 | 30,000 × 8,192 × 1,200 | 4 × 10, 16 | 7.5 s |" in table
+    assert "GPU target" not in table                        # no gpu_check file: no targets table
+
+    # gpu_check.py's scores: each target against its threshold, a missed one in bold, None not measured
+    (tmp_path / "gpu_check_h100.json").write_text(json.dumps(dict(device="h100", date="2026-11-26 23:00", targets={
+        "a": dict(value=0.81, comparison=">=", threshold=0.85, met=False, what="BA over its floor"),
+        "b": dict(value=9.4, comparison="<=", threshold=10, met=True, what="ridge seconds"),
+        "c": dict(value=None, comparison="<=", threshold=5, met=None, what="paper hours")})))
+    table = pages.benchmarks_markdown(tmp_path)
+    assert "| BA over its floor | H100, 2026-11-26 23:00 | 0.81 | >= 0.85 | **no** |" in table
+    assert "| ridge seconds | H100, 2026-11-26 23:00 | 9.4 | <= 10 | yes |" in table
+    assert "| paper hours | H100, 2026-11-26 23:00 | not measured | <= 5 | not measured |" in table
 
 
 # --------------------------------------------------------------------------- progress

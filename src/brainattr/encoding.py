@@ -508,14 +508,18 @@ def _fit(X, Y, runs, delays, trim, gap, alphas, inner_folds, score, backend, dty
             else:
                 model = RidgeCV(alphas=alphas, cv=inner, fit_intercept=True,
                                 solver_params=dict(solver_params, warn=False))
-            model.fit(Xk[train].astype(dtype), Yk[train].astype(dtype))
-            W = model.get_primal_coef() if kernel else model.coef_
-            W = np.asarray(be.to_numpy(W), dtype=np.float32)
+            model.fit(Xk[train].astype(dtype, copy=False), Yk[train].astype(dtype, copy=False))
+            W_backend = model.get_primal_coef() if kernel else model.coef_
+            W = np.asarray(be.to_numpy(W_backend), dtype=np.float32)
             b = np.asarray(be.to_numpy(model.intercept_), dtype=np.float32)
             weights[k], intercepts[k] = W, b
             best[k] = be.to_numpy(model.best_alphas_)
             cv_scores[k] = be.to_numpy(model.cv_scores_)
-            predictions[test] = Xk[test].astype(np.float64) @ W.astype(np.float64) + b
+            if be.name == "numpy":
+                predictions[test] = Xk[test].astype(np.float64) @ W.astype(np.float64) + b
+            else:  # on the backend's device, from the float32 weights kept: no float64 copy of them on the host
+                X_test = be.asarray(Xk[test], dtype=W_backend.dtype)
+                predictions[test] = be.to_numpy(X_test @ be.asarray(W_backend)) + b
             fold_scores[k] = pearson_r(Yk[test], predictions[test])
             del model
 

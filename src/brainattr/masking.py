@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from .analysis import important_words
 from .attribution import tr_features_from_states, tr_window, voxel_mask
-from .attribution.batch import TokenizedText, collate, make_instance
+from .attribution.batch import collate, make_instance, tokenized_text
 from .attribution.head import head_for
 from .attribution.settings import NWP_READOUTS
 from .attribution.targets import final_norm, nwp_loss
@@ -272,7 +272,7 @@ def evaluate_variants(lm, dataset, encodings, layer, trs, variants, context=80, 
     if nwp_readout not in NWP_READOUTS:
         raise ValueError(f"unknown NWP readout {nwp_readout!r}; use one of {NWP_READOUTS}.")
     model, device = lm.model, next(lm.model.parameters()).device
-    text = TokenizedText(lm, dataset.stimulus, tr_features)
+    text = tokenized_text(lm, dataset.stimulus, tr_features)
     windows = []
     for tr in trs:
         window = tr_window(dataset.stimulus, encodings[0], int(tr), context)

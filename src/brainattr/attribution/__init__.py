@@ -27,7 +27,8 @@ share the graph. Subjects who read the same text share the LM's work too
 feeds every subject's head, and their gradients go back in one batched backward pass (one cotangent per
 subject). The head and the loss run in at least float32 when the LM runs in bfloat16
 (:func:`compare_precision` checks what bfloat16 changes). Batches hold ``batch_size`` TR windows
-(``"auto"``: sized to a GPU's free memory, :func:`auto_batch_size`); a batch that runs out of
+(``"auto"``: sized to a GPU's free memory, :func:`auto_batch_size`, :func:`batch_size_for`; stored
+parts hold four batches); a batch that runs out of
 memory is split in two and retried, and a single window that does not fit raises a
 ``MemoryError`` saying which setting to lower.
 
@@ -56,7 +57,7 @@ words and voxels), :mod:`.head` (the BA head), :mod:`.batch` (token windows padd
 IG completeness and path).
 """
 from .checks import compare_precision, ig_completeness, ig_path
-from .engine import COLUMNS, auto_batch_size, compute_attributions, predict_trs
+from .engine import COLUMNS, auto_batch_size, batch_size_for, compute_attributions, predict_trs, resolve_batch_size
 from .head import BAHead, tr_features_from_states
 from .methods import ig_alphas
 from .settings import (
@@ -71,6 +72,6 @@ from .store import TABLE_VERSION, attribute, table_path
 from .windows import Window, evenly_spaced, held_out_trs, tr_window, voxel_mask
 
 __all__ = ["AttributionSettings", "BAHead", "COLUMNS", "CPU_BATCH_SIZE", "IG_BASELINES", "METHODS", "NWP_READOUTS",
-           "POOLINGS", "TASKS", "TABLE_VERSION", "Window", "attribute", "auto_batch_size", "compare_precision",
-           "compute_attributions", "evenly_spaced", "held_out_trs", "ig_alphas", "ig_completeness", "ig_path",
-           "predict_trs", "table_path", "tr_features_from_states", "tr_window", "voxel_mask"]
+           "POOLINGS", "TASKS", "TABLE_VERSION", "Window", "attribute", "auto_batch_size", "batch_size_for",
+           "compare_precision", "compute_attributions", "evenly_spaced", "held_out_trs", "ig_alphas", "ig_completeness",
+           "ig_path", "predict_trs", "resolve_batch_size", "table_path", "tr_features_from_states", "tr_window", "voxel_mask"]

@@ -6,7 +6,7 @@ import pandas as pd
 import torch
 
 from ..lm import with_precision
-from .batch import TokenizedText, collate, make_instance
+from .batch import collate, make_instance, tokenized_text
 from .engine import compute_attributions
 from .head import BAHead
 from .methods import ig_baseline_embeddings
@@ -118,7 +118,7 @@ def ig_path(lm, dataset, encoding, layer, tr, alphas, settings=AttributionSettin
     tasks, context, pooling = settings.tasks, settings.context, settings.pooling
     layer = lm.check_layer(int(layer))
     window = tr_window(dataset.stimulus, encoding, int(tr), context)
-    text = TokenizedText(lm, dataset.stimulus, settings.tr_features)
+    text = tokenized_text(lm, dataset.stimulus, settings.tr_features)
     inst = make_instance(text, window, pooling, with_next="nwp" in tasks)
     device = next(lm.model.parameters()).device
     batch = collate([inst], lm.tokenizer.pad_token_id, device)

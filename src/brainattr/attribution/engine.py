@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from ..cache import log_stage
 from ..lm import check_context_fits, layer_states, with_precision
-from .batch import TokenizedText, collate, make_instance
+from .batch import collate, make_instance, tokenized_text
 from .head import head_for, tr_features_from_states
 from .methods import gradient_x_input, integrated_gradients, is_out_of_memory
 from .settings import CPU_BATCH_SIZE, AttributionSettings
@@ -73,6 +73,55 @@ def auto_batch_size(n_tokens, hidden, n_blocks, n_subjects=1, bytes_per_value=2,
     return int(max(1, min(cap, 0.7 * free_bytes // per_instance)))
 
 
+def resolve_batch_size(lm, layer, instances, n_subjects, settings):
+    """The TRs per batch ``settings.batch_size`` stands for: itself, or for ``"auto"`` an estimate
+    from the GPU's free memory (:func:`auto_batch_size`; :data:`CPU_BATCH_SIZE` on a CPU).
+
+    Parameters
+    ----------
+    lm : brainattr.lm.LanguageModel
+        In the precision it will run in (the estimate counts its bytes per value).
+    layer : int
+    instances : list
+        The TR windows' instances (``.ids``: the token ids of one window).
+    n_subjects : int
+    settings : AttributionSettings
+
+    Returns
+    -------
+    int
+    """
+    if settings.batch_size != "auto":
+        return int(settings.batch_size)
+    param = next(lm.model.parameters())
+    if param.device.type != "cuda" or not instances:
+        return CPU_BATCH_SIZE
+    full = "nwp" in settings.tasks and settings.nwp_readout == "final"
+    blocks = lm.n_layers if full else max(layer, 1)  # BA alone stops at layer L
+    return auto_batch_size(max(len(i.ids) for i in instances), lm.hidden_size, blocks, n_subjects,
+                           param.element_size())
+
+
+def batch_size_for(lm, datasets, encodings, layer, trs, settings):
+    """The batch size :func:`compute_attributions` will use for these subjects and TRs.
+
+    ``settings.batch_size`` itself, or for ``"auto"`` on a GPU the estimate from its free memory
+    and the longest of the TRs' windows (:func:`resolve_batch_size`): what callers that split the
+    TRs into parts (:func:`brainattr.attribution.attribute`) size their parts by.
+
+    Returns
+    -------
+    int
+    """
+    if settings.batch_size != "auto" or next(lm.model.parameters()).device.type != "cuda":
+        return resolve_batch_size(lm, layer, [], len(datasets), settings)
+    stimulus = datasets[0].stimulus
+    text = tokenized_text(lm, stimulus, settings.tr_features)
+    instances = [make_instance(text, w, settings.pooling, with_next="nwp" in settings.tasks)
+                 for w in select_windows(stimulus, encodings[0], trs, settings.context)]
+    return resolve_batch_size(lm, int(layer), instances, len(datasets), settings)
+
+
 def _out_of_memory(lm, n_tokens, batch_size, method, ig_rows):
     knob = "ig_rows" if method == "ig" else "batch_size"
     return MemoryError(
@@ -123,7 +172,7 @@ def compute_attributions(lm, datasets, encodings, layer, trs, settings=Attributi
     check_same_text(datasets, encodings)
     layer = lm.check_layer(int(layer))
     stimulus, enc0 = datasets[0].stimulus, encodings[0]
-    text = TokenizedText(lm, stimulus, settings.tr_features)
+    text = tokenized_text(lm, stimulus, settings.tr_features)
     windows = select_windows(stimulus, enc0, trs, context)
     voxes = [voxel_mask(voxel_set, ds, enc) for ds, enc in zip(datasets, encodings)] if "ba" in tasks else []
     instances = [make_instance(text, w, pooling, with_next="nwp" in tasks) for w in windows]
@@ -135,14 +184,8 @@ def compute_attributions(lm, datasets, encodings, layer, trs, settings=Attributi
     if instances:
         check_context_fits(lm, max(len(i.ids) for i in instances), context)
     device = next(lm.model.parameters()).device
-    if batch_size == "auto":
-        batch_size = CPU_BATCH_SIZE
-        if device.type == "cuda" and instances:
-            full = "nwp" in tasks and settings.nwp_readout == "final"
-            blocks = lm.n_layers if full else max(layer, 1)
-            batch_size = auto_batch_size(max(len(i.ids) for i in instances), lm.hidden_size, blocks, len(datasets),
-                                         next(lm.model.parameters()).element_size())
-    batch_size, ig_rows = int(batch_size), int(ig_rows)
+    batch_size = resolve_batch_size(lm, layer, instances, len(datasets), settings)
+    ig_rows = int(ig_rows)
     targets = tuple(target_name(t, settings.nwp_readout) for t in tasks)   # what the methods explain
 
     # group by (fold, run): one head per group and subject; similar lengths together (less padding)
@@ -228,24 +271,27 @@ def _by_task(values, tasks, nwp_readout):
 
 
 def _word_rows(instances, token_attr, values, base, stimulus):
-    """Sum token attributions (batch, n) into one row per window word."""
+    """Sum token attributions (batch, n) into one row per window word, one table for the batch."""
     token_attr = token_attr.detach().double().cpu().numpy()
     values = values.detach().double().cpu().numpy()
-    base = None if base is None else base.detach().double().cpu().numpy()
-    frames = []
+    base = np.full(len(instances), np.nan) if base is None else base.detach().double().cpu().numpy()
+    # one table per batch, not per window: building thousands of small frames cost more than the GPU pass
+    per_word, word_index, n_words = [], [], []
     for b, inst in enumerate(instances):
         w = inst.window
         p0, p1 = inst.attr_range
-        per_word = np.zeros(w.end - w.start)
-        np.add.at(per_word, inst.token_word - w.start, token_attr[b, p0:p1])
-        idx = np.arange(w.start, w.end)
-        frames.append(pd.DataFrame({
-            "tr": np.full(idx.size, w.tr, dtype=np.int64), "fold": np.full(idx.size, w.fold, dtype=np.int64),
-            "word_index": idx.astype(np.int64), "position": (w.end - 1 - idx).astype(np.int64),
-            "word": stimulus.words[idx].astype(object), "attribution": per_word, "abs_attribution": np.abs(per_word),
-            "target": np.full(idx.size, values[b]),
-            "baseline_target": np.full(idx.size, np.nan if base is None else base[b])}))
-    return pd.concat(frames, ignore_index=True)
+        per_word.append(np.bincount(inst.token_word - w.start, weights=token_attr[b, p0:p1],
+                                    minlength=w.end - w.start))
+        word_index.append(np.arange(w.start, w.end, dtype=np.int64))
+        n_words.append(w.end - w.start)
+    attribution, idx = np.concatenate(per_word), np.concatenate(word_index)
+    last = np.repeat([inst.window.end - 1 for inst in instances], n_words)
+    return pd.DataFrame({
+        "tr": np.repeat(np.array([inst.window.tr for inst in instances], dtype=np.int64), n_words),
+        "fold": np.repeat(np.array([inst.window.fold for inst in instances], dtype=np.int64), n_words),
+        "word_index": idx, "position": (last - idx).astype(np.int64), "word": stimulus.words[idx].astype(object),
+        "attribution": attribution, "abs_attribution": np.abs(attribution),
+        "target": np.repeat(values, n_words), "baseline_target": np.repeat(base, n_words)})
 
 
 def empty_table():
@@ -273,7 +319,7 @@ def predict_trs(lm, stimulus, encoding, layer, trs, context=80, pooling="last", 
     prediction : array of float64, shape (n_trs_sel, n_voxels)
     """
     layer = lm.check_layer(int(layer))
-    text = TokenizedText(lm, stimulus, tr_features)
+    text = tokenized_text(lm, stimulus, tr_features)
     trs = np.atleast_1d(np.asarray(trs, dtype=int))
     device = next(lm.model.parameters()).device
     out = np.zeros((trs.size, encoding.n_voxels))

@@ -27,8 +27,8 @@ from ..cache import (
     restore_dir,
 )
 from ..lm import special_prefix, with_precision
-from .engine import check_same_text, compute_attributions, empty_table
-from .settings import CPU_BATCH_SIZE, AttributionSettings
+from .engine import batch_size_for, check_same_text, compute_attributions, empty_table
+from .settings import AttributionSettings
 from .windows import held_out_trs, voxel_mask
 
 #: Version of the stored table layout; bump when columns or semantics change.
@@ -221,12 +221,15 @@ def _prepare(lm, datasets, encodings, settings, trs, fold, n_trs):
 
 def _write_missing_parts(lm, datasets, encodings, layer, settings, trs, part_size, progress):
     """Compute and write, part by part, the TRs some table still misses; return the table folders."""
-    tasks, methods, batch_size = settings.tasks, settings.methods, settings.batch_size
+    tasks, methods = settings.tasks, settings.methods
     voxes = [voxel_mask(settings.voxel_set, ds, enc) for ds, enc in zip(datasets, encodings)] if "ba" in tasks else []
     folders = _table_folders(lm, datasets, encodings, voxes, layer, settings)
     done = {k: _done_trs(f) for k, f in folders.items()}
-    part_size = int(part_size or 4 * (CPU_BATCH_SIZE if batch_size == "auto" else int(batch_size)))
     todo = [tr for tr in trs if any(tr not in d for d in done.values())]
+    if not todo:
+        return folders
+    # four batches per part; "auto" on a GPU is sized from its free memory (tens of TRs, not CPU_BATCH_SIZE)
+    part_size = int(part_size or 4 * batch_size_for(lm, datasets, encodings, layer, todo, settings))
     chunks = [todo[i:i + part_size] for i in range(0, len(todo), part_size)]
     for chunk in tqdm(chunks, desc="attribution parts", disable=not progress or len(chunks) < 2, leave=False):
         # compute only what some table still misses for this chunk
@@ -298,7 +301,8 @@ def attribute(lm, datasets, encodings, layer, settings=AttributionSettings(), tr
     n_trs : int or None
         Keep ``n_trs`` evenly spaced TRs of those (see :func:`held_out_trs`).
     part_size : int or None
-        TRs per stored part (default: ``4 * batch_size``, or 16 with ``batch_size="auto"``).
+        TRs per stored part (default: four batches, ``4 * batch_size``; with ``batch_size="auto"`` four of
+        the batches a GPU holds (:func:`batch_size_for`), or 16 on a CPU).
     cache : bool
         False: compute in memory, store nothing.
     progress : bool

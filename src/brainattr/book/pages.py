@@ -141,47 +141,71 @@ def timings_markdown(build_dir: Path, names: list[str] | None = None) -> str:
 BENCHMARK_RESULTS = Path("benchmarks") / "results"
 
 
+def _times(value, digits=2):
+    """``1.23×``, or "not measured" for a ratio a benchmark skipped (None or absent)."""
+    return "not measured" if value is None else f"{value:.{digits}f}×"
+
+
+def _seconds(value):
+    return "not measured" if value is None else f"{value:.3g} s"
+
+
+def _hours(value):
+    return f"{value:,.0f} h" if value >= 10 else f"{value:.1f} h" if value >= 1 else f"{value:.3f} h"
+
+
 def benchmarks_markdown(results_dir: Path) -> str:
-    """The committed attribution and ridge benchmark results as Markdown tables (for App. J).
+    """The committed benchmark results as Markdown tables (for App. J): attribution, ridge, GPU targets.
 
     Parameters
     ----------
     results_dir : Path
-        Folder of ``bench_attribution*.json`` and ``bench_ridge*.json`` files.
+        Folder of ``bench_attribution*.json``, ``bench_ridge*.json`` and ``gpu_check_*.json`` files
+        (``benchmarks/gpu_check.py`` writes the last: each GPU target against its threshold).
 
     Returns
     -------
     str
-        One Markdown table per kind of benchmark, or a sentence saying none is committed.
+        One Markdown table per kind of result, or a sentence saying none is committed.
     """
     results_dir = Path(results_dir)
     attribution = [json.loads(p.read_text()) for p in sorted(results_dir.glob("bench_attribution*.json"))]
     ridge = [json.loads(p.read_text()) for p in sorted(results_dir.glob("bench_ridge*.json"))]
-    if not attribution and not ridge:
+    checks = [json.loads(p.read_text()) for p in sorted(results_dir.glob("gpu_check_*.json"))]
+    if not attribution and not ridge and not checks:
         return "*No benchmark results are committed yet: run the scripts in `benchmarks/`.*\n"
     lines = []
 
     def where(r):
         m = r["machine"]
         return m.get("gpu") or f"CPU, {m.get('threads', '?')} threads"
+    if checks:
+        lines += ["| GPU target | Device, date | Measured | Target | Met? |", "|---|---|---|---|---|"]
+        for check in checks:
+            for name, t in check["targets"].items():
+                value = "not measured" if t["value"] is None else f"{t['value']:.3g}"
+                met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
+                lines.append(f"| {t['what']} | {check['device'].upper()}, {check['date']} | {value} | "
+                             f"{t['comparison']} {t['threshold']:g} | {met} |")
+        lines.append("")
     if attribution:
         lines += ["| Model | Device | Precision | Context (tokens / TR) | Subjects | Ceiling fwd+bwd | BA GxI | "
-                  "BA GxI / ceiling | NWP GxI / ceiling | Shared pass, per subject-TR | vs one call per subject | "
-                  "Naive captum loop | Ours vs naive | IG per TR | "
-                  "Paper's GxI for this model at this context, on this device |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "BA GxI / first-L ceiling | BA GxI / whole-model ceiling | NWP GxI / ceiling | "
+                  "Shared pass, per subject-TR | vs one call per subject | Naive captum loop | Ours vs naive | "
+                  "IG per TR | Paper's GxI for this model at this context, on this device |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in attribution:
             s, t, sec, x = r["setup"], r["tokens_per_second"], r["seconds_per_subject_tr"], r["extrapolation"]
             ratio = r["ratios"]
-            nwp = f"{ratio['nwp_gxi_over_ceiling']:.2f}×" if "nwp_gxi_over_ceiling" in ratio else "not measured"
             lines.append(
                 f"| {s['model']} (layer {s['layer']}/{s['n_layers']}) | {where(r)} | {s['precision']} | "
                 f"{s['context']} words ({s['tokens'] / s['trs']:.0f}) | {s['subjects']} | "
                 f"{t['ceiling_fwd_bwd']:,.0f} tok/s | {t['ours_ba_gxi']:,.0f} tok/s | "
-                f"{ratio['ba_gxi_over_ceiling']:.2f}× | {nwp} | {sec['ours_subjects_shared']:.3g} s | "
-                f"{ratio['subjects_shared_speedup']:.2f}× faster | {sec['naive_ba_gxi']:.3g} s | "
-                f"{ratio['shared_vs_naive_speedup']:.1f}× | {sec['ours_ig']:.3g} s | "
-                f"{x['paper_gxi_hours_for_this_model']:,.0f} h |")
+                f"{_times(ratio.get('ba_gxi_over_first_L_ceiling'))} | {_times(ratio['ba_gxi_over_ceiling'])} | "
+                f"{_times(ratio.get('nwp_gxi_over_ceiling'))} | {sec['ours_subjects_shared']:.3g} s | "
+                f"{ratio['subjects_shared_speedup']:.2f}× faster | {_seconds(sec.get('naive_ba_gxi'))} | "
+                f"{_times(ratio.get('shared_vs_naive_speedup'), 1)} | {_seconds(sec.get('ours_ig'))} | "
+                f"{_hours(x['paper_gxi_hours_for_this_model'])} |")
         lines.append("")
     if ridge:
         lines += ["| Ridge fit | Device | Backend, dtype | Voxels × features × TRs | Outer × inner folds, penalties | "

@@ -48,8 +48,8 @@ from .harry_potter import load_hp
 from .moth import load_moth
 from .emma import EMMA_STORIES, load_emma, load_emma_stimulus, speech_durations, syllable_count
 from .parcels import PARCEL_SEPARATOR, PARCELLATIONS, parcel_of_voxels, parcellate, split_parcels
-from .simulate import (DRIVER_GROUPS, SimulatedSubject, hrf_sampling_matrix, simulated_dataset, simulated_datasets,
-                       stable_seed, word_drivers)
+from .simulate import (DRIVER_GROUPS, SimulatedSubject, hrf_sampling_matrix, noise_datasets, simulated_dataset,
+                       simulated_datasets, stable_seed, word_drivers)
 from .textgrid import read_textgrid, textgrid_words
 from .text import load_text_stimulus, read_word_timing
 from .bids import find_bold_runs, load_arrays, load_bids, repetition_time
@@ -63,7 +63,7 @@ __all__ = [
     "rsvp_timing", "split_runs",
     # atlas and simulated subjects
     "CONTROL_REGIONS", "LANGUAGE_ROIS", "atlas_files", "roi_voxel_counts", "sample_atlas_voxels", "voxel_table",
-    "DRIVER_GROUPS", "SimulatedSubject", "hrf_sampling_matrix", "simulated_dataset", "simulated_datasets",
+    "DRIVER_GROUPS", "SimulatedSubject", "hrf_sampling_matrix", "noise_datasets", "simulated_dataset", "simulated_datasets",
     "stable_seed", "word_drivers",
     # ground truth
     "Contributions", "as_simulated", "true_contributions", "true_contributions_table", "true_signal_correlation",

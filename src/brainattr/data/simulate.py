@@ -599,3 +599,34 @@ def simulated_datasets(subjects=("sub-01",), *, max_words: int | None = None, n_
     if noise is not None:
         kw["noise"] = noise
     return [drop_bad_voxels(simulated_dataset(stimulus, subject=s, seed=seed, **kw)) for s in subjects]
+
+
+def noise_datasets(stimulus: Stimulus, n_subjects: int = 1, n_language_voxels: int = 500,
+                   n_control_voxels: int = 200, seed: int = 0) -> list[Dataset]:
+    """Subjects whose responses are Gaussian noise: a subject of the right size and nothing planted.
+
+    For timing (benchmarks, the GPU check) and for tests that need no signal: the run time of an
+    encoding fit or of attribution does not depend on the responses' values. Needs neither spaCy
+    nor WordNet, so ``stimulus`` may be unannotated (``load_builtin_stimulus(annotate=False)``).
+    Voxels have no coordinates (all zeros) and are labelled ``"language"`` or ``"control"``.
+
+    Parameters
+    ----------
+    stimulus : Stimulus
+    n_subjects : int
+    n_language_voxels, n_control_voxels : int
+    seed : int
+
+    Returns
+    -------
+    list of Dataset, one per subject (``sub-01`` ...), responses of shape
+    (stimulus.n_trs, n_language_voxels + n_control_voxels)
+    """
+    n_voxels = n_language_voxels + n_control_voxels
+    is_language = np.arange(n_voxels) < n_language_voxels
+    labels = np.where(is_language, "language", "control")
+    rng = np.random.default_rng(seed)
+    return [Dataset(stimulus=stimulus, subject=f"sub-{k + 1:02d}", name="noise", voxel_coords=np.zeros((n_voxels, 3)),
+                    responses=rng.standard_normal((stimulus.n_trs, n_voxels), dtype=np.float32),
+                    voxel_labels=labels, voxel_is_language=is_language, meta=dict(simulation="gaussian noise"))
+            for k in range(n_subjects)]
