@@ -103,6 +103,30 @@ def test_oracle_positive_control_and_its_losses(ds):
         O.fit_oracle(ds, lang, "truth")
 
 
+def test_in_model_positive_control_passes_and_a_wrong_head_fails_it(ds):
+    """The generating head recovers the in-model subject's truth (computed apart, by perturbation)
+    exactly; a head that reads its delays one TR off, or a refit, does not."""
+    from dataclasses import replace
+
+    lang = np.flatnonzero(ds.voxel_is_language)
+    clean_fit = O.fit_oracle(ds, lang, "clean", inner_folds=3)
+    trs = evenly_spaced(np.concatenate([np.asarray(t) for t in clean_fit.test_trs]), 24)
+    rows = _rows(true_contributions_table(ds, trs=trs, voxels=lang, units="response_sd"))
+    subject, generator = O.in_model_subject(ds, clean_fit, lang)
+    assert np.array_equal(subject.responses[:, ~ds.voxel_is_language], ds.responses[:, ~ds.voxel_is_language])
+    truth = O.in_model_truth(subject, generator, lang, rows)
+
+    def word_identity(encoding):
+        table = O.oracle_tables(subject, encoding, lang, rows, ["prediction"])["prediction"]
+        return R.recovery_scores({"s": table}, {"s": truth}, n_boot=50).loc["word_identity", "estimate"]
+    assert word_identity(generator) > 0.999
+    # the same weights one delay off (delay 1 read as delay 2, ...): the control catches it
+    n_drivers = generator.weights.shape[1] // len(generator.delays)
+    shifted = replace(generator, weights=np.roll(generator.weights, n_drivers, axis=1))
+    assert word_identity(shifted) < 0.95                                # below the control's bar
+    assert word_identity(O.fit_oracle(subject, lang, "measured", inner_folds=3)) < 0.999
+
+
 def test_oracle_mse_gradient_matches_finite_differences(ds):
     """The closed-form GxI of the squared error equals x . dF/dx by central differences."""
     lang = np.flatnonzero(ds.voxel_is_language)

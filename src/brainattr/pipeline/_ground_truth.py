@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..attribution import AttributionSettings, attribute, voxel_mask
 from ..data import as_simulated, true_contributions_table
-from ..oracle import clean_target_dataset, fit_oracle, oracle_tables, with_noise
+from ..oracle import clean_target_dataset, fit_oracle, in_model_subject, in_model_truth, oracle_tables, with_noise
 from ..recovery import recovery_scores
 
 
@@ -105,6 +105,10 @@ def recovery_table(sources, truths, plant_sources=None, plant_truths=None, how="
 
 
 #: The oracle ladder's rungs: (label, features, encoder fitted on, target), most ideal first.
+#: Rungs 0: a subject the oracle's model class generates (:func:`brainattr.oracle.in_model_subject`), scored
+#: against its own truth: attributed through its generating head (the positive control), then through a refit.
+POSITIVE_CONTROL = "0a. positive control: in-model subject, its generating head, prediction"
+IN_MODEL_REFIT = "0b. in-model subject, oracle refit (inner-CV penalties), prediction"
 LADDER = (
     ("i. oracle LM, fit on clean signal, prediction", "oracle", "clean", "prediction"),
     ("ii. oracle LM, fit on measured, prediction", "oracle", "measured", "prediction"),
@@ -159,6 +163,13 @@ def oracle_ladder(dataset, lm_table, lm_clean_table, trs, settings=AttributionSe
     if ig_table is not None and len(ig_table):
         tables["vii. the LM, Integrated Gradients, MSE vs measured"] = ig_table
     truth = truth_tables([dataset], trs, settings)[dataset.subject]
+    # rungs 0: a subject the oracle's own model class generates, attributed through its generating
+    # head (the positive control) and through a refit of the oracle (the fit's own loss)
+    subject, generator = in_model_subject(dataset, fits["clean"], voxels)
+    in_model = {POSITIVE_CONTROL: generator, IN_MODEL_REFIT: fit_oracle(subject, voxels, "measured", inner_folds)}
+    in_model = {label: oracle_tables(subject, enc, voxels, rows, ("prediction",))["prediction"]
+                for label, enc in in_model.items()}
+    in_model_truth_table = in_model_truth(subject, generator, voxels, rows)
     plant, plant_truth = {}, None
     if lm_plant_table is not None:
         plant_mask = np.asarray(dataset.meta["voxel_plant"], dtype=bool)
@@ -169,10 +180,12 @@ def oracle_ladder(dataset, lm_table, lm_clean_table, trs, settings=AttributionSe
                  LADDER[5][0]: lm_plant_table[lm_plant_table["tr"].isin(trs)]}
         plant_truth = {dataset.subject: truth_tables([view], trs, settings)[dataset.subject]}
     s = dataset.subject
-    ladder = pd.concat({label: recovery_scores({s: t}, {s: truth}, {s: plant[label]} if label in plant else None,
-                                               plant_truth, n_boot=n_boot, seed=seed)
-                        for label, t in tables.items()}, names=["rung"])
-    return ladder, tables
+    scored = {label: recovery_scores({s: t}, {s: in_model_truth_table}, n_boot=n_boot, seed=seed)
+              for label, t in in_model.items()}
+    scored.update({label: recovery_scores({s: t}, {s: truth}, {s: plant[label]} if label in plant else None,
+                                          plant_truth, n_boot=n_boot, seed=seed)
+                   for label, t in tables.items()})
+    return pd.concat(scored, names=["rung"]), {**in_model, **tables}
 
 
 def noise_sweep(dataset, lm_rows, noise_levels, settings=AttributionSettings(), inner_folds=5, n_boot=1000, seed=0):
