@@ -130,6 +130,40 @@ def test_the_tiny_grid_and_its_dependencies():
     assert by_hand.dependencies(by_hand.stage("B")[0]) == [by_hand.job("A-tiny-random-layer002")]
 
 
+def test_other_models_are_planned_as_chapter_4_attributes_them():
+    """`other_model_trs` and `other_model_groups` (chapter 4) shrink the second model's jobs, and its TRs
+    are exactly those chapter 4 attributes for it (evenly spaced over the held-out TRs, not a subset of the
+    primary model's)."""
+    from brainattr.attribution import held_out_trs
+    from brainattr.encoding import fit_encoding
+
+    chapter = {"model": "m1", "models": ["m1", "m2"], "layers": [3], "voxel_set": "language", "n_trs": 7,
+               "other_model_trs": 3, "other_model_groups": ["middle"], "other_model_lens": False}
+    settings = sweep.settings_from_notebooks({"04_important_words": chapter})
+    assert (settings.model, settings.other_model_trs, settings.other_model_groups) == ("m1", 3, ("middle",))
+    assert settings.is_primary("m1") and not settings.is_primary("m2")
+    assert (settings.n_trs_of("m1"), settings.n_trs_of("m2")) == (7, 3)
+    assert settings.groups_of("m2", ["early", "middle", "late"]) == ["middle"]
+    assert settings.groups_of("m1", ["layer 3"]) == ["layer 3"]
+    rng = np.random.default_rng(0)
+    runs = np.repeat([0, 1, 2], 60)
+    enc = fit_encoding(rng.normal(size=(180, 3)), rng.normal(size=(180, 2)), runs, inner_folds=2, progress=False)
+    np.testing.assert_array_equal(sweep.planned_trs(runs, None, settings.n_trs_of("m2")), held_out_trs(enc, None, 3))
+
+
+@pytest.mark.medium
+def test_a_second_model_gets_its_own_trs_and_groups_in_the_plan():
+    plan = _plan(trs_per_job=2, models=("tiny-random", "shape-smollm2-135m-L4-tok-tiny-random"),
+                 other_model_trs=2, other_model_groups=("late",))
+    other = "shape-smollm2-135m-L4-tok-tiny-random"
+    assert plan.other_trs is not None and plan.other_trs.size == 2 and plan.trs.size == 3
+    b = [j for j in plan.stage("B") if j.model == other]
+    assert [(j.group, j.trs) for j in b] == [("late", (0, 2))]
+    np.testing.assert_array_equal(plan.trs_of(other), plan.other_trs)
+    np.testing.assert_array_equal(plan.trs_of("tiny-random"), plan.trs)
+    assert "2 for the models but the primary" in sweep.format_plan(plan)
+
+
 # ---------------------------------------------------------------- errors before anything is submitted
 def _nothing_submitted():
     return not (Path(os.environ["BRAINATTR_CACHE"]) / "sweeps").exists()

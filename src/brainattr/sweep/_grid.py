@@ -51,6 +51,12 @@ class SweepSettings:
         Evenly spaced held-out TRs of ``fold`` (None: every fold's).
     ig_trs, ig_steps, ig_baseline
         The TRs of the middle layer that the chapters also attribute with IG, for subject 1.
+    model : str or None
+        The primary model (chapter 4's ``model``; None: the first of ``models``): the others are
+        attributed as chapter 4 attributes them (:meth:`n_trs_of`, :meth:`groups_of`).
+    other_model_trs, other_model_groups, other_model_lens
+        Chapter 4's settings for every model but ``model``: held-out TRs (None: ``n_trs``), layer
+        groups (None: all) and whether their logit-lens NWP is read.
     """
 
     dataset: str = "builtin"
@@ -76,6 +82,24 @@ class SweepSettings:
     tr_features: str = "average"
     text: object = None
     data_options: object = None
+    model: object = None
+    other_model_trs: object = None
+    other_model_groups: object = None
+    other_model_lens: bool = True
+
+    def is_primary(self, model: str) -> bool:
+        """Whether ``model`` is the one every test and verdict reads (all TRs, all groups, IG)."""
+        return model == (self.model or self.models[0])
+
+    def n_trs_of(self, model: str):
+        """Held-out TRs attributed for ``model``: ``n_trs``, or ``other_model_trs`` for another model."""
+        return self.n_trs if self.is_primary(model) or self.other_model_trs is None else self.other_model_trs
+
+    def groups_of(self, model: str, groups: list) -> list:
+        """Of the layer groups ``groups``, those attributed for ``model`` (chapter 4's ``other_model_groups``)."""
+        if self.is_primary(model) or self.other_model_groups is None:
+            return list(groups)
+        return [g for g in groups if g in set(self.other_model_groups)]
 
     def data_kwargs(self) -> dict:
         """Keyword arguments of :func:`brainattr.data.load_dataset` (after the name and subjects), as the chapters pass them."""
@@ -175,10 +199,12 @@ class Plan:
     jobs : list of Job
         Stage A, then B, then the final step.
     trs : array of int, shape (n_planned,)
-        The held-out TRs stage B attributes (:func:`planned_trs`).
+        The held-out TRs stage B attributes for the primary model (:func:`planned_trs`).
     depths : dict of str -> int
         Decoder blocks of each model.
     trs_per_job : int
+    other_trs : array of int or None
+        The held-out TRs of every other model, where ``other_model_trs`` gives them fewer.
     """
 
     name: str
@@ -187,7 +213,14 @@ class Plan:
     trs: np.ndarray
     depths: dict
     trs_per_job: int = TRS_PER_JOB
+    other_trs: object = None
     _by_key: dict = field(default_factory=dict, repr=False)
+
+    def trs_of(self, model: str) -> np.ndarray:
+        """The held-out TRs whose positions ``model``'s stage-B jobs hold (``Job.trs``)."""
+        if self.settings.is_primary(model) or self.other_trs is None:
+            return self.trs
+        return self.other_trs
 
     def __post_init__(self):
         self._by_key = {job.key: job for job in self.jobs}
@@ -325,17 +358,27 @@ def plan_sweep(settings: SweepSettings, trs_per_job: int = TRS_PER_JOB, name: st
     stimulus = load_dataset(settings.dataset, first if isinstance(first, list) else 1,
                             **settings.data_kwargs())[0].stimulus
     trs = planned_trs(stimulus.tr_runs, settings.fold, settings.n_trs)
+    other_trs = (planned_trs(stimulus.tr_runs, settings.fold, settings.other_model_trs)
+                 if settings.other_model_trs is not None and len(settings.models) > 1 else None)
     if trs.size == 0:
         raise SweepError(f"the grid of profile {name!r} has no jobs: no held-out TR to attribute "
                          f"(n_trs={settings.n_trs}, fold={settings.fold}).")
     depths = {model: model_depth(model) for model in settings.models}
     stage_a, stage_b = [], []
-    chunks = [(start, min(start + int(trs_per_job), trs.size)) for start in range(0, trs.size, int(trs_per_job))]
     for model, depth in depths.items():
+        primary = settings.is_primary(model)
+        model_trs = trs if primary or other_trs is None else other_trs
+        chunks = [(start, min(start + int(trs_per_job), model_trs.size))
+                  for start in range(0, model_trs.size, int(trs_per_job))]
         grid = layer_grid(depth, settings.layer_step)
-        layers = sorted(set(grid) | {int(layer) for layer in (settings.layers or ())})
+        by_hand = settings.layers if primary else None   # chapter 4 gives its layers to the primary model only
+        layers = sorted(set(grid) | {int(layer) for layer in (by_hand or ())})
         stage_a += [Job("A", model, layer=layer) for layer in layers]
-        groups = _groups(depth, settings, grid)
+        groups = settings.groups_of(model, _groups(depth, dataclasses.replace(settings, layers=by_hand), grid))
+        if not groups and not primary and settings.other_model_groups is not None:
+            raise SweepError(f"the grid of profile {name!r} has no stage-B jobs for {model}: none of "
+                             f"other_model_groups {list(settings.other_model_groups)} is a layer group (early, "
+                             "middle, late) with a scored layer; fix other_model_groups or lower layer_step.")
         if not groups:
             raise SweepError(f"the grid of profile {name!r} has no stage-B jobs for {model}: no scored layer "
                              f"(layers {grid}) falls in the early, middle or late third of its {depth} blocks; "
@@ -346,4 +389,4 @@ def plan_sweep(settings: SweepSettings, trs_per_job: int = TRS_PER_JOB, name: st
     fields_ = dataclasses.asdict(settings)
     digest = cache_key(**fields_, trs_per_job=int(trs_per_job))[:8]
     return Plan(name=f"{name}-{digest}", settings=settings, jobs=stage_a + stage_b + [Job("final")], trs=trs,
-                depths=depths, trs_per_job=int(trs_per_job))
+                depths=depths, trs_per_job=int(trs_per_job), other_trs=other_trs)

@@ -9,6 +9,7 @@ requeues it on preemption or timeout.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -61,19 +62,25 @@ def run_stage_b(settings, job, planned_trs) -> None:
     carries it in :func:`brainattr.pipeline.attribute_layers` (the middle one) and the logit
     lens at this layer (:func:`brainattr.pipeline.logit_lens_tables`); at the layer
     :func:`brainattr.pipeline.gxi_and_ig` re-attributes, IG of the first subject on the chunk's
-    share of its ``ig_trs`` TRs.
+    share of its ``ig_trs`` TRs. A model other than the primary one is attributed as chapter 4
+    attributes it: its own TRs (``other_model_trs``), no layers by hand, the logit lens only with
+    ``other_model_lens``, no IG.
 
     Parameters
     ----------
     settings : SweepSettings
     job : Job
     planned_trs : array of int, shape (n_planned,)
-        The plan's held-out TRs; checked against the encoding model's.
+        The plan's held-out TRs of this job's model (:meth:`Plan.trs_of`); checked against the
+        encoding model's.
     """
     from ..attribution import AttributionSettings, evenly_spaced, held_out_trs
     from ..attribution.store import attribute_parts
     from ..encoding import encode_subjects
 
+    primary = settings.is_primary(job.model)
+    if not primary:  # chapter 4 gives its layers by hand to the primary model only
+        settings = dataclasses.replace(settings, layers=None)
     data, lm = _load(settings, job.model)
     chosen = chosen_layers(settings, lm, data)
     if job.group not in chosen:
@@ -85,7 +92,7 @@ def run_stage_b(settings, job, planned_trs) -> None:
     ig_layer = chosen.get("middle", groups[0])                    # ChapterTables.middle
     encodings = encode_subjects(lm, data, layer, context=settings.context, pooling=settings.pooling,
                                 inner_folds=settings.inner_folds, progress=False, tr_features=settings.tr_features)
-    all_trs = held_out_trs(encodings[0], settings.fold, settings.n_trs)
+    all_trs = held_out_trs(encodings[0], settings.fold, settings.n_trs_of(job.model))
     if not np.array_equal(all_trs, np.asarray(planned_trs)):
         raise RuntimeError(f"the encoding model holds out {all_trs.size} TRs where the plan counted "
                            f"{len(planned_trs)}; the fit's trimming differs from the plan's: plan again.")
@@ -94,9 +101,10 @@ def run_stage_b(settings, job, planned_trs) -> None:
                                methods=("gxi",), tr_features=settings.tr_features)
     tasks = ("ba", "nwp") if layer == nwp_layer else ("ba",)
     attribute_parts(lm, data, encodings, layer, base.replace(tasks=tasks), trs=trs, progress=False)
-    attribute_parts(lm, data, encodings, layer, base.replace(tasks=("nwp",), nwp_readout="logit_lens"), trs=trs,
-                    progress=False)
-    if layer != ig_layer or not settings.ig_trs:
+    if primary or settings.other_model_lens:
+        attribute_parts(lm, data, encodings, layer, base.replace(tasks=("nwp",), nwp_readout="logit_lens"), trs=trs,
+                        progress=False)
+    if not primary or layer != ig_layer or not settings.ig_trs:
         return
     ig_trs = evenly_spaced(all_trs, settings.ig_trs)
     ig_trs = ig_trs[np.isin(ig_trs, trs)]
@@ -209,5 +217,5 @@ class SweepJob(submitit.helpers.Checkpointable):
         if job.stage == "A":
             return run_stage_a(self.plan.settings, job)
         if job.stage == "B":
-            return run_stage_b(self.plan.settings, job, self.plan.trs)
+            return run_stage_b(self.plan.settings, job, self.plan.trs_of(job.model))
         return run_final(self.plan, self.folder, self.notebooks)

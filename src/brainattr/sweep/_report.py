@@ -22,7 +22,9 @@ def format_plan(plan, list_jobs: bool = True) -> str:
     counts = plan.counts()
     lines = [f"sweep {plan.name}: {len(plan.depths)} model(s), "
              f"{len(s.subjects) if not isinstance(s.subjects, int) else s.subjects} subject(s), "
-             f"{plan.trs.size} held-out TRs ({plan.trs_per_job} per stage-B job), {s.context}-word context",
+             f"{plan.trs.size} held-out TRs ({plan.trs_per_job} per stage-B job)"
+             + (f", {plan.other_trs.size} for the models but the primary" if plan.other_trs is not None else "")
+             + f", {s.context}-word context",
              "", "| model | blocks | stage A jobs (layers) | stage B jobs (layer groups x TR chunks) |",
              "|---|---|---|---|"]
     for model, depth in plan.depths.items():

@@ -64,6 +64,7 @@ def write_plan(folder: Path, plan, executor: str) -> None:
     _write_json(Path(folder) / "plan.json", dict(
         name=plan.name, executor=executor, written=_now(), settings=dataclasses.asdict(plan.settings),
         trs=[int(t) for t in plan.trs], trs_per_job=plan.trs_per_job, depths=plan.depths,
+        other_trs=None if plan.other_trs is None else [int(t) for t in plan.other_trs],
         jobs=[dict(key=j.key, **dataclasses.asdict(j)) for j in plan.jobs]))
 
 
