@@ -56,9 +56,13 @@ def _chapter_reads(stage_log=None):
                                      seed=s.seed, device=s.device, precision=s.precision, progress=False)
         lens = pipeline.logit_lens_tables(ch)
         ig = pipeline.gxi_and_ig(ch, ig_trs=s.ig_trs, ig_steps=s.ig_steps, ig_baseline=s.ig_baseline)
+        # chapter 3's ground-truth checks, at the layer IG re-attributes (chapter 3's middle layer)
+        truth = pipeline.ground_truth_attributions(ch.lm, ch.data, ch.encodings(ch.middle), ch.middle,
+                                                   np.unique(ch.gxi.tr), ch.settings)
     finally:
         os.environ.pop("BRAINATTR_STAGE_LOG", None)
-    return {"tables": ch.tables, "lens": lens, **{f"{t}_{m}": df for (t, m), df in ig.tables.items()}}
+    return {"tables": ch.tables, "lens": lens, **{f"{t}_{m}": df for (t, m), df in ig.tables.items()},
+            **{f"truth_{kind}_{subject}": df for (kind, subject), df in truth.items()}}
 
 
 def _assert_same(got, expected):

@@ -62,7 +62,10 @@ def run_stage_b(settings, job, planned_trs) -> None:
     carries it in :func:`brainattr.pipeline.attribute_layers` (the middle one) and the logit
     lens at this layer (:func:`brainattr.pipeline.logit_lens_tables`); at the layer
     :func:`brainattr.pipeline.gxi_and_ig` re-attributes, IG of the first subject on the chunk's
-    share of its ``ig_trs`` TRs. A model other than the primary one is attributed as chapter 4
+    share of its ``ig_trs`` TRs, and, for simulated subjects, the extra BA targets of chapter 3's
+    ground-truth checks (:func:`brainattr.pipeline.ground_truth_attributions`: every subject's
+    sparse-plant view, the first subject against its clean signal), so that chapter reads them
+    from the cache too. A model other than the primary one is attributed as chapter 4
     attributes it: its own TRs (``other_model_trs``), no layers by hand, the logit lens only with
     ``other_model_lens``, no IG.
 
@@ -104,7 +107,11 @@ def run_stage_b(settings, job, planned_trs) -> None:
     if primary or settings.other_model_lens:
         attribute_parts(lm, data, encodings, layer, base.replace(tasks=("nwp",), nwp_readout="logit_lens"), trs=trs,
                         progress=False)
-    if not primary or layer != ig_layer or not settings.ig_trs:
+    if not primary or layer != ig_layer:
+        return
+    if "simulation" in data[0].meta:
+        _ground_truth_parts(lm, data, encodings, layer, base, trs)
+    if not settings.ig_trs:
         return
     ig_trs = evenly_spaced(all_trs, settings.ig_trs)
     ig_trs = ig_trs[np.isin(ig_trs, trs)]
@@ -114,6 +121,17 @@ def run_stage_b(settings, job, planned_trs) -> None:
         if layer != nwp_layer:  # gxi_and_ig also reads the final-readout NWP at this layer
             attribute_parts(lm, data[:1], encodings[:1], layer, one.replace(tasks=("nwp",)), trs=ig_trs,
                             progress=False)
+
+
+def _ground_truth_parts(lm, data, encodings, layer, settings, trs):
+    """The parts of :func:`brainattr.pipeline.ground_truth_attributions` for ``trs``: same subjects, same keys."""
+    from ..attribution.store import attribute_parts
+    from ..oracle import clean_target_dataset
+    from ..pipeline import plant_views
+
+    views, view_encodings = plant_views(data, encodings)
+    attribute_parts(lm, [clean_target_dataset(data[0])] + views, [encodings[0]] + view_encodings, layer,
+                    settings.replace(tasks=("ba",), methods=("gxi",)), trs=trs, progress=False)
 
 
 def run_final(plan, folder, notebooks=None) -> dict:
