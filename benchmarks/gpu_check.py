@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -141,6 +142,11 @@ def install_kit(site: Path) -> dict:
     env = dict(os.environ)
     paths = [str(ROOT / "src")]
     wheels = sorted((KIT / "wheels").glob("*.whl"))
+    absent = [name for name in KIT_PACKAGES if importlib.util.find_spec(name) is None]
+    if absent and not wheels:
+        raise SystemExit(f"gpu_check run: {', '.join(absent)} not installed here and no wheels in {KIT / 'wheels'}; "
+                         "run `make gpu-wheels` on a machine with PyPI first and bring .gpu/ along (the device tool: "
+                         "carry '.gpu').")
     missing = packages_to_install(wheels)
     if missing:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",

@@ -41,6 +41,15 @@ def test_only_wheels_missing_or_at_another_version_are_installed(tmp_path):
     assert gc.packages_to_install([same, other, absent]) == [other, absent]
 
 
+def test_a_machine_without_the_packages_or_the_kit_is_told_to_make_the_wheels(tmp_path, monkeypatch):
+    gc = _gpu_check()
+    monkeypatch.setattr(gc, "KIT", tmp_path / "no-kit")
+    real = gc.importlib.util.find_spec
+    monkeypatch.setattr(gc.importlib.util, "find_spec", lambda name: None if name == "himalaya" else real(name))
+    with pytest.raises(SystemExit, match=r"himalaya not installed here and no wheels.*make gpu-wheels"):
+        gc.install_kit(tmp_path / "site")
+
+
 @pytest.mark.slow
 def test_the_gpu_check_dry_run_runs_every_step_on_a_cpu(tmp_path):
     """`gpu_check.py run --device cpu`: the same steps at tiny sizes (the GPU tests skip), ~40 s."""
