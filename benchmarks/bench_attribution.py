@@ -262,7 +262,7 @@ def main(argv=None):
                 return ((pred - measured) ** 2).mean(1)
             InputXGradient(target).attribute(emb)
     results["naive_ba_gxi_per_tr"] = _timed(naive_loop, 1)[0] / len(naive_insts) if naive_insts else None
-    del naive_lm
+    naive_lm = None  # frees the float32 copy (the loop above is done with it)
 
     # 5. one encoding fit of the subjects' voxels (built-in model: its features are cached above)
     if not random_head:
