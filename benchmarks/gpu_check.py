@@ -98,20 +98,23 @@ SIZES = {
 
 
 def kit(out: Path = KIT) -> Path:
-    """Download the wheels and save the tokenizer files into ``out`` (run here, with PyPI)."""
+    """Download the wheels and save the tokenizer files into ``out`` (run here, with PyPI).
+
+    Each folder is written aside and moved into place only when complete: a failed download leaves
+    the previous kit (or none), never half of one.
+    """
+    from brainattr.cache import atomic_dir
     from brainattr.lm import load_model
 
-    wheels = out / "wheels"
-    shutil.rmtree(wheels, ignore_errors=True)
-    wheels.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     pins = [f"{name}=={importlib.metadata.version(name)}" for name in KIT_PACKAGES]
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(wheels),
-                    *WHEEL_PLATFORM, *pins], check=True)
-    tokenizer = out / "tokenizer"
-    shutil.rmtree(tokenizer, ignore_errors=True)
+    with atomic_dir(out / "wheels") as wheels:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(wheels),
+                        *WHEEL_PLATFORM, *pins], check=True)
     smollm2 = load_model("smollm2-135m")
-    smollm2.tokenizer.save_pretrained(tokenizer)
-    smollm2.model.config.save_pretrained(tokenizer)  # marks the folder as a converted built-in (tokenizer only)
+    with atomic_dir(out / "tokenizer") as tokenizer:
+        smollm2.tokenizer.save_pretrained(tokenizer)
+        smollm2.model.config.save_pretrained(tokenizer)  # marks the folder as a converted built-in (tokenizer only)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"gpu kit in {out}: {', '.join(pins)} and the SmolLM2 tokenizer, {size / 2**20:.1f} MiB")
     return out
