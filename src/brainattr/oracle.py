@@ -254,14 +254,16 @@ def in_model_truth(subject, generator, voxels, rows) -> pd.DataFrame:
     base = rows.to_pandas() if hasattr(rows, "to_pandas") else rows
     pairs = base[["tr", "word_index", "position"]].drop_duplicates()
     contribution = np.zeros(len(pairs))
-    for k, (tr, j) in enumerate(zip(pairs["tr"].to_numpy(), pairs["word_index"].to_numpy())):
+    trs, words = pairs["tr"].to_numpy(), pairs["word_index"].to_numpy()
+    for j in np.unique(words):  # one perturbation per word, read at every TR whose window holds it
         s = int(stim.word_trs[j])
         if s < 0:
             continue
         removed = np.zeros((stim.n_trs, drivers.shape[1]))
         removed[s] = drivers[j] / words_per_tr[s] / generator.feature_stds[run_index[s]]
-        change = make_delayed(removed, stim.tr_runs, generator.delays)[int(tr)] @ W
-        contribution[k] = np.linalg.norm(change / np.where(sd > 0, sd, np.inf))
+        rows_j = np.flatnonzero(words == j)
+        change = make_delayed(removed, stim.tr_runs, generator.delays)[trs[rows_j]] @ W
+        contribution[rows_j] = np.linalg.norm(change / np.where(sd > 0, sd, np.inf), axis=1)
     return pd.DataFrame({"tr": pairs["tr"].to_numpy(), "word_index": pairs["word_index"].to_numpy(),
                          "word": stim.words[pairs["word_index"].to_numpy()], "position": pairs["position"].to_numpy(),
                          "contribution": contribution})

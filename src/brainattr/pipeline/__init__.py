@@ -13,7 +13,7 @@ pipeline in one place and rerun it on other data.
 - :func:`method_agreement`: how far GxI and IG agree on those TRs.
 - :func:`logit_lens_tables`: NWP read out at each analysed layer (the logit lens), beside the
   final-layer NWP of :func:`chapter_tables` (chapters 4-6).
-- :func:`truth_tables`, :func:`ground_truth_attributions`, :func:`recovery_table`,
+- :func:`truth_tables`, :func:`ground_truth_targets`, :func:`ground_truth_attributions`, :func:`recovery_table`,
   :func:`oracle_ladder`, :func:`noise_sweep`: chapter 3's checks against the simulated subjects'
   planted truth (scores position alone cannot pass, the sparse plant, the oracle ladder, noise).
 - :func:`block_means`: per-TR quantities averaged over subjects and layers, with CIs over blocks of
@@ -64,6 +64,7 @@ from ._estimates import (
 from ._ground_truth import (
     LADDER,
     ground_truth_attributions,
+    ground_truth_targets,
     noise_sweep,
     oracle_ladder,
     plant_views,
@@ -77,4 +78,4 @@ from ._masking import (
     masking_verdict_rows,
 )
 
-__all__ = ["BLOCK_COLUMNS", "ChapterTables", "LADDER", "LAYER_GROUPS", "LENS_TASK", "MethodTables", "VERDICT_COLUMNS", "alignment_by_model", "alignment_scores", "attribute_layers", "block_means", "category_marks", "chapter_tables", "chapter_tables_by_model", "compare_conditions", "condition_tables", "ground_truth_attributions", "gxi_and_ig", "iou_against_nulls", "logit_lens_tables", "masking_at_context", "masking_control_gaps", "masking_effects", "masking_verdict_rows", "method_agreement", "model_tables", "noise_sweep", "oracle_ladder", "plant_views", "position_summary", "recovery_table", "truth_tables", "verdict_summary", "verdict_table"]
+__all__ = ["BLOCK_COLUMNS", "ChapterTables", "LADDER", "LAYER_GROUPS", "LENS_TASK", "MethodTables", "VERDICT_COLUMNS", "alignment_by_model", "alignment_scores", "attribute_layers", "block_means", "category_marks", "chapter_tables", "chapter_tables_by_model", "compare_conditions", "condition_tables", "ground_truth_attributions", "ground_truth_targets", "gxi_and_ig", "iou_against_nulls", "logit_lens_tables", "masking_at_context", "masking_control_gaps", "masking_effects", "masking_verdict_rows", "method_agreement", "model_tables", "noise_sweep", "oracle_ladder", "plant_views", "position_summary", "recovery_table", "truth_tables", "verdict_summary", "verdict_table"]

@@ -58,13 +58,30 @@ def plant_views(datasets, encodings):
     return views, encs
 
 
-def ground_truth_attributions(lm, datasets, encodings, layer, trs, settings=AttributionSettings(), clean_subject=0):
-    """The extra BA attributions of chapter 3's ground-truth checks, in one pass over the windows.
+def ground_truth_targets(datasets, encodings, settings=AttributionSettings(), clean_subject=0):
+    """The extra BA targets of chapter 3's ground-truth checks, as subjects of one attribution call.
 
-    Every subject's sparse-plant view (:func:`plant_views`), and one subject's BA target taken
-    against the clean signal instead of its measured response (:func:`brainattr.oracle.clean_target_dataset`),
-    ride as extra "subjects" of one :func:`brainattr.attribution.attribute` call: the language
-    model runs once per batch, each extra target costs one backward pass.
+    Every subject's sparse-plant view (:func:`plant_views`) and one subject's BA target taken
+    against the clean signal instead of its measured response
+    (:func:`brainattr.oracle.clean_target_dataset`): :func:`ground_truth_attributions` attributes
+    them, and a sweep's jobs write the same tables as parts.
+
+    Returns
+    -------
+    (datasets, encodings, settings)
+        The clean-target subject first, then the views; their encoding models; ``settings`` for
+        BA GxI alone.
+    """
+    views, view_encs = plant_views(datasets, encodings)
+    return ([clean_target_dataset(datasets[clean_subject])] + views, [encodings[clean_subject]] + view_encs,
+            settings.replace(tasks=("ba",), methods=("gxi",)))
+
+
+def ground_truth_attributions(lm, datasets, encodings, layer, trs, settings=AttributionSettings(), clean_subject=0):
+    """The extra BA attributions of chapter 3's ground-truth checks (:func:`ground_truth_targets`), in one pass.
+
+    They ride as extra "subjects" of one :func:`brainattr.attribution.attribute` call: the
+    language model runs once per batch, each extra target costs one backward pass.
 
     Returns
     -------
@@ -72,12 +89,10 @@ def ground_truth_attributions(lm, datasets, encodings, layer, trs, settings=Attr
         ``("plant", subject)`` -> table for every subject, ``("clean", subject)`` -> table for
         ``datasets[clean_subject]``.
     """
-    views, view_encs = plant_views(datasets, encodings)
-    clean = clean_target_dataset(datasets[clean_subject])
-    out = attribute(lm, [clean] + views, [encodings[clean_subject]] + view_encs, layer,
-                    settings.replace(tasks=("ba",), methods=("gxi",)), trs=trs)
-    tables = {("clean", clean.subject): out[0][("ba", "gxi")].to_pandas()}
-    tables.update({("plant", v.subject): o[("ba", "gxi")].to_pandas() for v, o in zip(views, out[1:])})
+    targets, target_encs, ba_gxi = ground_truth_targets(datasets, encodings, settings, clean_subject)
+    out = attribute(lm, targets, target_encs, layer, ba_gxi, trs=trs)
+    tables = {("clean", targets[0].subject): out[0][("ba", "gxi")].to_pandas()}
+    tables.update({("plant", v.subject): o[("ba", "gxi")].to_pandas() for v, o in zip(targets[1:], out[1:])})
     return tables
 
 

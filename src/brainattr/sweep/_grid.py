@@ -95,6 +95,10 @@ class SweepSettings:
         """Held-out TRs attributed for ``model``: ``n_trs``, or ``other_model_trs`` for another model."""
         return self.n_trs if self.is_primary(model) or self.other_model_trs is None else self.other_model_trs
 
+    def for_model(self, model: str) -> "SweepSettings":
+        """These settings as ``model`` is attributed with: chapter 4 gives layers by hand to the primary model only."""
+        return self if self.is_primary(model) else dataclasses.replace(self, layers=None)
+
     def groups_of(self, model: str, groups: list) -> list:
         """Of the layer groups ``groups``, those attributed for ``model`` (chapter 4's ``other_model_groups``)."""
         if self.is_primary(model) or self.other_model_groups is None:
@@ -371,10 +375,10 @@ def plan_sweep(settings: SweepSettings, trs_per_job: int = TRS_PER_JOB, name: st
         chunks = [(start, min(start + int(trs_per_job), model_trs.size))
                   for start in range(0, model_trs.size, int(trs_per_job))]
         grid = layer_grid(depth, settings.layer_step)
-        by_hand = settings.layers if primary else None   # chapter 4 gives its layers to the primary model only
-        layers = sorted(set(grid) | {int(layer) for layer in (by_hand or ())})
+        own = settings.for_model(model)
+        layers = sorted(set(grid) | {int(layer) for layer in (own.layers or ())})
         stage_a += [Job("A", model, layer=layer) for layer in layers]
-        groups = settings.groups_of(model, _groups(depth, dataclasses.replace(settings, layers=by_hand), grid))
+        groups = settings.groups_of(model, _groups(depth, own, grid))
         if not groups and not primary and settings.other_model_groups is not None:
             raise SweepError(f"the grid of profile {name!r} has no stage-B jobs for {model}: none of "
                              f"other_model_groups {list(settings.other_model_groups)} is a layer group (early, "

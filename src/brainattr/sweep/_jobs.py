@@ -9,7 +9,6 @@ requeues it on preemption or timeout.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from pathlib import Path
@@ -82,8 +81,7 @@ def run_stage_b(settings, job, planned_trs) -> None:
     from ..encoding import encode_subjects
 
     primary = settings.is_primary(job.model)
-    if not primary:  # chapter 4 gives its layers by hand to the primary model only
-        settings = dataclasses.replace(settings, layers=None)
+    settings = settings.for_model(job.model)
     data, lm = _load(settings, job.model)
     chosen = chosen_layers(settings, lm, data)
     if job.group not in chosen:
@@ -124,14 +122,12 @@ def run_stage_b(settings, job, planned_trs) -> None:
 
 
 def _ground_truth_parts(lm, data, encodings, layer, settings, trs):
-    """The parts of :func:`brainattr.pipeline.ground_truth_attributions` for ``trs``: same subjects, same keys."""
+    """The parts of :func:`brainattr.pipeline.ground_truth_attributions` for ``trs``: same targets, same keys."""
     from ..attribution.store import attribute_parts
-    from ..oracle import clean_target_dataset
-    from ..pipeline import plant_views
+    from ..pipeline import ground_truth_targets
 
-    views, view_encodings = plant_views(data, encodings)
-    attribute_parts(lm, [clean_target_dataset(data[0])] + views, [encodings[0]] + view_encodings, layer,
-                    settings.replace(tasks=("ba",), methods=("gxi",)), trs=trs, progress=False)
+    targets, target_encodings, ba_gxi = ground_truth_targets(data, encodings, settings)
+    attribute_parts(lm, targets, target_encodings, layer, ba_gxi, trs=trs, progress=False)
 
 
 def run_final(plan, folder, notebooks=None) -> dict:
