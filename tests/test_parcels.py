@@ -125,3 +125,94 @@ def test_parcel_members_rebuild_the_parcels_from_the_voxel_recording(atlas_voxel
         parcel_members(par, ds.voxel_coords[:3])
     with pytest.raises(DataError, match="not a parcel Dataset"):
         parcel_members(ds, ds.voxel_coords)
+
+
+# ---------------------------------------------------------------- the planted truth of parcels
+@pytest.fixture(scope="module")
+def parcel_sim(small_stimulus):
+    """A tiny simulated subject (voxel level) and its Harvard-Oxford parcel Dataset."""
+    from brainattr.data import simulate as S
+
+    sim = S.simulate(small_stimulus, subject="sub-01", seed=0, n_language=40, n_control=20)
+    return sim, parcellate(sim.dataset)
+
+
+def _members_by_hand(voxels, parcels):
+    """Voxel columns of each parcel, from the atlas regions (not through parcel_members)."""
+    from brainattr.data import LANGUAGE_ROIS
+
+    regions = parcel_of_voxels(voxels.voxel_coords)       # short language-ROI labels name their region
+    return [np.flatnonzero(regions == LANGUAGE_ROIS.get(str(label), str(label))) for label in parcels.voxel_labels]
+
+
+def test_parcel_ground_truth_is_the_mean_of_the_member_voxels_truth(parcel_sim):
+    from brainattr.data import (ParcelSimulatedSubject, as_simulated, has_ground_truth, true_contributions,
+                                true_contributions_table, true_signal_correlation, true_word_importance)
+
+    sim, par = parcel_sim
+    members = _members_by_hand(sim.dataset, par)
+    assert any(m.size > 1 for m in members)          # some parcel averages several voxels
+
+    def by_hand(x):
+        return np.stack([x[..., m].mean(axis=-1) for m in members], axis=-1)
+
+    psim = as_simulated(par)
+    assert isinstance(psim, ParcelSimulatedSubject) and psim.n_voxels == par.n_voxels
+    np.testing.assert_allclose(psim.clean, by_hand(sim.clean), rtol=1e-10, atol=1e-12)
+    trs = np.array([40, 41, 90])
+    voxel_truth = true_contributions(sim, trs)
+    parcel_truth = true_contributions(par, trs)
+    np.testing.assert_array_equal(parcel_truth.word_index, voxel_truth.word_index)
+    np.testing.assert_allclose(parcel_truth.values, by_hand(voxel_truth.values), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(parcel_truth.values.sum(axis=1), psim.clean[trs], rtol=1e-8, atol=1e-10)
+    lang = np.flatnonzero(par.voxel_is_language)
+    imp = true_word_importance(par, trs, lang)
+    np.testing.assert_allclose(imp.values, np.linalg.norm(by_hand(voxel_truth.values)[..., lang], axis=-1),
+                               rtol=1e-10, atol=1e-12)
+    # the chapters' table: signed sum over the language parcels, each in units of its response's sd
+    table = true_contributions_table(par, trs, how="sum", units="response_sd")
+    sd = par.responses[:, lang].astype(np.float64).std(axis=0)
+    expected = (by_hand(voxel_truth.values)[..., lang] / sd).sum(axis=-1)
+    np.testing.assert_allclose(table["contribution"], expected[voxel_truth.word_index >= 0], rtol=1e-8, atol=1e-12)
+    # subsets of parcels line up column for column; the measured parcels are the clean ones plus noise
+    some = par.select_voxels(np.arange(par.n_voxels) % 2 == 1)
+    np.testing.assert_allclose(true_contributions(some, trs).values, parcel_truth.values[..., 1::2], rtol=1e-10,
+                               atol=1e-12)
+    assert np.nanmean(true_signal_correlation(par)[lang]) > 0.1
+    assert has_ground_truth(par) and has_ground_truth(sim.dataset) and has_ground_truth(sim)
+    real = Dataset(stimulus=par.stimulus, subject="x", responses=par.responses, voxel_coords=par.voxel_coords,
+                   voxel_labels=par.voxel_labels, voxel_is_language=par.voxel_is_language, name="hp")
+    assert not has_ground_truth(real)
+    with pytest.raises(DataError, match="real data have no planted truth"):
+        as_simulated(real)
+
+
+def test_the_oracle_and_the_noise_rescaling_work_on_parcels(parcel_sim):
+    from brainattr.data import as_simulated
+    from brainattr.oracle import oracle_features, with_noise
+
+    sim, par = parcel_sim
+    clean = as_simulated(par).clean
+    quiet = with_noise(par, 0.0)
+    np.testing.assert_allclose(quiet.responses, clean, rtol=1e-5, atol=1e-5)
+    louder = with_noise(par, 2 * sim.params["noise"])
+    np.testing.assert_allclose(louder.responses - clean, 2 * (par.responses - clean), rtol=1e-4, atol=1e-4)
+    assert oracle_features(par).shape == (par.stimulus.n_trs, sim.drivers.shape[1])
+
+
+def test_chapter_3_targets_on_parcels_have_no_sparse_plant_view(parcel_sim):
+    from brainattr.pipeline import ground_truth_targets, has_plant
+
+    sim, par = parcel_sim
+    assert has_plant(sim.dataset) and not has_plant(par)   # a parcel averages the plant voxels with others
+    targets, encodings, _ = ground_truth_targets([par], ["the encoding model"])
+    assert len(targets) == 1 and targets[0].meta["target"] == "clean" and encodings == ["the encoding model"]
+    np.testing.assert_allclose(targets[0].responses, sim.clean @ parcel_average(sim, par), rtol=1e-5, atol=1e-6)
+
+
+def parcel_average(sim, par):
+    """(n_voxels, n_parcels) averaging matrix of ``par`` over ``sim``'s voxels, by hand."""
+    A = np.zeros((sim.n_voxels, par.n_voxels))
+    for p, m in enumerate(_members_by_hand(sim.dataset, par)):
+        A[m, p] = 1.0 / m.size
+    return A

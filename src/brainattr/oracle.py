@@ -65,9 +65,11 @@ def with_noise(dataset, noise: float):
     Returns
     -------
     Dataset
-        A copy with new responses; ``meta["simulation"]`` is kept (the truth is the same).
+        A copy with new responses; ``meta["simulation"]`` is kept (the truth is the same). On a parcel
+        Dataset the parcels' noise (the mean of their voxels') is rescaled alike.
     """
-    noise0 = float(dataset.meta["simulation"]["noise"])
+    params = dataset.meta.get("simulation", dataset.meta.get("parcel_source_simulation"))
+    noise0 = float(params["noise"]) if params is not None else float(as_simulated(dataset).params["noise"])
     if float(noise) == noise0:
         return dataset  # bit for bit: its fits stay cached
     sim = as_simulated(dataset)

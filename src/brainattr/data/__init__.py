@@ -42,8 +42,8 @@ from ._common import (DATA_ENV, MIN_RUN_TRS, check_trim, cut_stimulus, data_root
 from .annotate import CHARACTERS, annotate_words
 from .atlas import CONTROL_REGIONS, LANGUAGE_ROIS, atlas_files, roi_voxel_counts, sample_atlas_voxels, voxel_table
 from .builtin import BUILTIN_SOURCE, BUILTIN_TEXT, load_builtin_stimulus, load_text, rsvp_timing, split_runs
-from .ground_truth import (Contributions, as_simulated, true_contributions, true_contributions_table,
-                           true_signal_correlation, true_word_importance)
+from .ground_truth import (Contributions, ParcelSimulatedSubject, as_simulated, has_ground_truth, true_contributions,
+                           true_contributions_table, true_signal_correlation, true_word_importance)
 from .harry_potter import load_hp
 from .moth import load_moth
 from .emma import EMMA_STORIES, load_emma, load_emma_stimulus, speech_durations, syllable_count
@@ -66,8 +66,8 @@ __all__ = [
     "DRIVER_GROUPS", "SimulatedSubject", "hrf_sampling_matrix", "noise_datasets", "simulated_dataset", "simulated_datasets",
     "stable_seed", "word_drivers",
     # ground truth
-    "Contributions", "as_simulated", "true_contributions", "true_contributions_table", "true_signal_correlation",
-    "true_word_importance",
+    "Contributions", "ParcelSimulatedSubject", "as_simulated", "has_ground_truth", "true_contributions",
+    "true_contributions_table", "true_signal_correlation", "true_word_importance",
     # real data
     "DATA_ENV", "MIN_RUN_TRS", "check_trim", "cut_stimulus", "data_root", "explainable_variance", "load_hp",
     "load_moth", "read_textgrid", "textgrid_words", "unmeasured_trs", "word_runs_from_onsets",

@@ -6,16 +6,24 @@ TR ``t`` is a sum of per-word contributions ``c[t, j, v]``. :func:`true_contribu
 attribution methods are scored against), and :func:`true_contributions_table` lays it out one
 row per (TR, word). Each accepts the :class:`~brainattr.data.simulate.SimulatedSubject` or its
 Dataset (:func:`as_simulated` re-simulates the latter from ``meta["simulation"]``).
+
+Parcel Datasets of simulated subjects (:func:`brainattr.data.parcellate`) have an exact truth too:
+a parcel's clean signal is the mean of its member voxels' clean signals, and the contributions are
+linear, so a parcel's contribution of word ``j`` at TR ``t`` is the mean of its members'. Their
+:func:`as_simulated` is a :class:`ParcelSimulatedSubject`, re-simulated from
+``meta["parcel_source_simulation"]``, whose columns are the parcels; every function here takes it.
+:func:`has_ground_truth` tells which Datasets have a truth.
 """
 from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import scipy.sparse
 
 from ..metrics import pearson_r
 from ..schema import DataError, Dataset
@@ -25,13 +33,87 @@ _SIM_CACHE: OrderedDict = OrderedDict()
 _SIM_CACHE_SIZE = 8
 
 
+#: Keys of ``Dataset.meta`` holding a simulation's parameters: a simulated subject's voxels, or its parcels.
+SIMULATION_KEYS = ("simulation", "parcel_source_simulation")
+
+
+def has_ground_truth(obj) -> bool:
+    """Whether ``obj`` has a planted truth: a simulated subject, its Dataset, or a parcel Dataset of one.
+
+    Parameters
+    ----------
+    obj : SimulatedSubject, Dataset or anything
+
+    Returns
+    -------
+    bool
+        True for a :class:`SimulatedSubject` and for a Dataset whose ``meta`` holds
+        ``"simulation"`` (voxels) or ``"parcel_source_simulation"`` (parcels,
+        :func:`brainattr.data.parcellate`); False for real data.
+    """
+    if isinstance(obj, SimulatedSubject):
+        return True
+    return isinstance(obj, Dataset) and any(k in obj.meta for k in SIMULATION_KEYS)
+
+
+@dataclass(frozen=True)
+class ParcelSimulatedSubject(SimulatedSubject):
+    """The truth of a parcel Dataset: the simulated voxels it averages, and how it averages them.
+
+    Its columns are the Dataset's parcels; the voxel-level state it needs is kept for the member
+    voxels only.
+
+    Attributes
+    ----------
+    dataset : Dataset
+        The parcel Dataset.
+    clean : array of float64, shape (n_trs, n_parcels)
+        Each parcel's noise-free signal: the mean of its member voxels' (``voxel_clean @ average``).
+    drivers, driver_names, driver_groups, hrf_matrix, params
+        As for :class:`SimulatedSubject` (the voxel-level simulation's).
+    weights : array of float64, shape (n_drivers, n_members)
+        The member voxels' driver weights.
+    kernels : array of float64, shape (max_window, n_members)
+        The member voxels' integration kernels.
+    average : scipy.sparse.csr_matrix, shape (n_members, n_parcels)
+        ``1 / n_p`` where member voxel v is in parcel p (:func:`brainattr.data.parcels.parcel_members`).
+    """
+
+    average: scipy.sparse.csr_matrix
+
+    def select_voxels(self, voxels) -> "ParcelSimulatedSubject":
+        """A copy restricted to ``parcels`` (int indices or bool mask of shape (n_parcels,))."""
+        idx = voxel_index(voxels, self.n_voxels)
+        mask = np.zeros(self.n_voxels, bool)
+        mask[idx] = True
+        if not np.array_equal(np.flatnonzero(mask), idx):
+            raise ValueError("select_voxels needs increasing, unique parcel indices (or a boolean mask).")
+        return replace(self, dataset=self.dataset.select_voxels(mask), clean=self.clean[:, mask],
+                       average=self.average[:, idx])
+
+
+def _simulation(stimulus, params) -> SimulatedSubject:
+    """``simulate(stimulus, **params)``, the last :data:`_SIM_CACHE_SIZE` kept."""
+    key = (stimulus.fingerprint, json.dumps(params, sort_keys=True))
+    if key in _SIM_CACHE:
+        _SIM_CACHE.move_to_end(key)
+        return _SIM_CACHE[key]
+    sim = simulate(stimulus, **params)
+    _SIM_CACHE[key] = sim
+    if len(_SIM_CACHE) > _SIM_CACHE_SIZE:
+        _SIM_CACHE.popitem(last=False)
+    return sim
+
+
 def as_simulated(obj: "SimulatedSubject | Dataset") -> SimulatedSubject:
-    """The :class:`SimulatedSubject` behind a simulated subject or its :class:`Dataset`.
+    """The :class:`SimulatedSubject` behind a simulated subject, its :class:`Dataset` or a parcel Dataset of it.
 
     A Dataset is re-simulated from ``meta["simulation"]``. This is deterministic and the last 8
     are cached. The result is then restricted to the Dataset's voxels, matched by MNI
     coordinates, so a Dataset whose voxels were subset (``Dataset.select_voxels``,
-    ``drop_bad_voxels``) still lines up column for column.
+    ``drop_bad_voxels``) still lines up column for column. A parcel Dataset
+    (:func:`brainattr.data.parcellate`) is re-simulated from ``meta["parcel_source_simulation"]``
+    and its parcels rebuilt from their member voxels (``meta["parcel_voxels"]``).
 
     Parameters
     ----------
@@ -40,25 +122,19 @@ def as_simulated(obj: "SimulatedSubject | Dataset") -> SimulatedSubject:
     Returns
     -------
     SimulatedSubject
-        Its voxels are the columns of ``obj``'s responses, in order.
+        Its voxels are the columns of ``obj``'s responses, in order; for a parcel Dataset a
+        :class:`ParcelSimulatedSubject`, whose columns are the parcels.
     """
     if isinstance(obj, SimulatedSubject):
         return obj
-    if not isinstance(obj, Dataset) or "simulation" not in obj.meta:
+    if not has_ground_truth(obj):
         raise DataError("Ground truth exists only for simulated subjects: pass the SimulatedSubject from "
                         "brainattr.data.simulate.simulate, or a Dataset from load_dataset('builtin', ...) or "
-                        "simulated_dataset (its meta['simulation'] holds the parameters); real data have no "
-                        "planted truth.")
-    params = obj.meta["simulation"]
-    key = (obj.stimulus.fingerprint, json.dumps(params, sort_keys=True))
-    if key in _SIM_CACHE:
-        _SIM_CACHE.move_to_end(key)
-        sim = _SIM_CACHE[key]
-    else:
-        sim = simulate(obj.stimulus, **params)
-        _SIM_CACHE[key] = sim
-        if len(_SIM_CACHE) > _SIM_CACHE_SIZE:
-            _SIM_CACHE.popitem(last=False)
+                        "simulated_dataset (its meta['simulation'] holds the parameters), or a parcel Dataset "
+                        "of one (load_dataset('builtin@harvard-oxford', ...)); real data have no planted truth.")
+    if "simulation" not in obj.meta:
+        return _parcel_simulated(obj)
+    sim = _simulation(obj.stimulus, obj.meta["simulation"])
     if sim.dataset.voxel_coords.shape == obj.voxel_coords.shape and np.array_equal(sim.dataset.voxel_coords,
                                                                                     obj.voxel_coords):
         return sim
@@ -69,6 +145,19 @@ def as_simulated(obj: "SimulatedSubject | Dataset") -> SimulatedSubject:
                         "meta['simulation'] (coordinates changed or reordered); keep the SimulatedSubject "
                         "from simulate() instead.")
     return sim.select_voxels(np.asarray(idx, dtype=int))
+
+
+def _parcel_simulated(dataset: Dataset) -> ParcelSimulatedSubject:
+    """The :class:`ParcelSimulatedSubject` of a parcel Dataset of a simulated subject."""
+    from .parcels import parcel_members  # deferred: parcels imports the atlas tables
+
+    sim = _simulation(dataset.stimulus, dataset.meta["parcel_source_simulation"])
+    columns, average = parcel_members(dataset, sim.dataset.voxel_coords)
+    members = sim.select_voxels(columns)
+    clean = np.asarray(average.T @ members.clean.T).T
+    return ParcelSimulatedSubject(dataset=dataset, clean=clean, drivers=sim.drivers, driver_names=sim.driver_names,
+                                  driver_groups=sim.driver_groups, weights=members.weights, kernels=members.kernels,
+                                  hrf_matrix=sim.hrf_matrix, params=sim.params, average=average.tocsr())
 
 
 class Contributions(NamedTuple):
@@ -165,12 +254,32 @@ def true_word_importance(sim: "SimulatedSubject | Dataset", trs=None, voxels=Non
     return _collect(sim, trs, vox, lambda c: np.sqrt((c**2).sum(axis=-1)))
 
 
-def _collect(sim, trs, vox, reduce, chunk_bytes: float = 64e6) -> Contributions:
+def _sources(sim, vox):
+    """The voxel columns of ``sim.kernels`` / ``sim.weights`` that make up columns ``vox``, and how.
+
+    Returns
+    -------
+    columns : array of int, shape (n_sources,)
+        For a :class:`SimulatedSubject`, ``vox`` itself; for a :class:`ParcelSimulatedSubject`,
+        the member voxels of the parcels ``vox``.
+    average : array of float64, shape (n_sources, n_voxels_sel), or None
+        Maps the sources' contributions to the columns' (None: one to one).
+    """
+    if not isinstance(sim, ParcelSimulatedSubject):
+        return vox, None
+    A = sim.average[:, vox]
+    columns = np.flatnonzero(A.getnnz(axis=1))
+    return columns, A[columns].toarray()
+
+
+def _collect(sim, trs, vox, reduce, scale=None, chunk_bytes: float = 64e6) -> Contributions:
     """Contributions for ``trs`` x window x ``vox``, reduced over voxels by ``reduce``, TRs in chunks.
 
     ``reduce`` maps an array of shape (chunk, n_words_window, n_voxels_sel) to one whose first two
     axes are kept. Chunks make the work a few large matrix products (fast, and robust to BLAS
-    threading) without ever holding the full tensor when it is reduced.
+    threading) without ever holding the full tensor when it is reduced. The contributions of a
+    parcel are the mean of its member voxels' (:func:`_sources`); ``scale`` (array of shape
+    (n_voxels_sel,), optional) multiplies each column's contributions before ``reduce``.
     """
     if trs.size and (trs.min() < 0 or trs.max() >= sim.stimulus.n_trs):
         raise IndexError(f"TR indices must lie in [0, {sim.stimulus.n_trs}), got {trs.min()}..{trs.max()}.")
@@ -183,12 +292,13 @@ def _collect(sim, trs, vox, reduce, chunk_bytes: float = 64e6) -> Contributions:
     position = np.where(valid, last_shown[:, None] - word_index, -1)
 
     H, runs, n_words = sim.hrf_matrix, sim.stimulus.word_runs, sim.stimulus.n_words
-    K = sim.kernels[:, vox]
+    src, average = _sources(sim, vox)
+    K = sim.kernels[:, src]
     w_max = K.shape[0]
     first = int(word_index[valid].min(initial=0))
     last = int(word_index[valid].max(initial=-1)) + 1
-    drive = sim.drivers[first:last] @ sim.weights[:, vox]  # (n_words_in_reach, n_voxels_sel)
-    chunk = max(1, int(chunk_bytes // max(1, width * max(1, vox.size) * 8)))
+    drive = sim.drivers[first:last] @ sim.weights[:, src]  # (n_words_in_reach, n_sources)
+    chunk = max(1, int(chunk_bytes // max(1, width * max(1, src.size, vox.size) * 8)))
     values = None
     for c0 in range(0, trs.size, chunk):
         rows = slice(c0, c0 + chunk)
@@ -200,9 +310,13 @@ def _collect(sim, trs, vox, reduce, chunk_bytes: float = 64e6) -> Contributions:
         ok &= runs[ahead] == runs[jj][..., None]           # integration never crosses a run boundary
         Hc = H[trs[rows]].toarray()                         # (chunk, n_words)
         A = np.where(ok, np.take_along_axis(Hc, ahead.reshape(len(j), -1), axis=1).reshape(ahead.shape), 0.0)
-        G = (A.reshape(-1, w_max) @ K).reshape(len(j), width, vox.size)
+        G = (A.reshape(-1, w_max) @ K).reshape(len(j), width, src.size)
         if last > first:  # padding rows have A = 0, so any drive row will do for them
             G *= drive[np.clip(jj - first, 0, last - first - 1)]
+        if average is not None:                             # parcels: the mean of their member voxels
+            G = G @ average
+        if scale is not None:
+            G *= scale
         red = reduce(G)
         if values is None:
             values = np.zeros((trs.size,) + red.shape[1:])
@@ -248,11 +362,11 @@ def true_contributions_table(sim: "SimulatedSubject | Dataset", trs=None, voxels
         raise ValueError(f"units must be 'raw' or 'response_sd', got {units!r}.")
     trs = np.arange(sim.stimulus.n_trs) if trs is None else np.atleast_1d(np.asarray(trs, dtype=int))
     vox = voxel_index(voxels, sim.n_voxels)
-    if units == "response_sd":
+    scale = None
+    if units == "response_sd":  # contributions are linear: each column's divided by its response's sd
         sd = sim.dataset.responses[:, vox].astype(np.float64).std(axis=0)
-        sim = replace(sim, weights=sim.weights.copy())  # contributions are linear in the weights
-        sim.weights[:, vox] /= np.where(sd > 0, sd, np.inf)
-    res = _collect(sim, trs, vox, reducers[how])
+        scale = 1.0 / np.where(sd > 0, sd, np.inf)
+    res = _collect(sim, trs, vox, reducers[how], scale)
     keep = res.word_index >= 0
     rows = np.nonzero(keep)[0]
     return pd.DataFrame({"tr": res.trs[rows], "word_index": res.word_index[keep],

@@ -16,12 +16,15 @@ voxel within :data:`MAX_DISTANCE` mm of its MNI coordinates; the lateral ventric
 The Schaefer atlases come only by download (nilearn fetches them), so they are not offered.
 
 Simulated subjects: a parcel's clean signal is the mean of its voxels' clean signals, so its planted
-ground truth is exact too (the mean of its member voxels' contributions, :func:`parcel_members`), but
-:func:`brainattr.data.ground_truth.as_simulated` matches voxels by coordinates and does not average
-parcels yet. A parcel Dataset therefore carries what the truth needs under keys that do not claim a
-voxel-level simulation: ``meta["parcel_source_simulation"]`` (the simulation's parameters, moved from
-``meta["simulation"]``) and ``meta["parcel_voxels"]`` (each parcel's member voxel coordinates). The
-chapters, which compute the truth where ``meta`` has ``"simulation"``, skip it on parcels.
+ground truth is exact too (the mean of its member voxels' contributions, :func:`parcel_members`). A
+parcel Dataset carries what the truth needs under keys that do not claim a voxel-level simulation:
+``meta["parcel_source_simulation"]`` (the simulation's parameters, moved from ``meta["simulation"]``)
+and ``meta["parcel_voxels"]`` (each parcel's member voxel coordinates).
+:func:`brainattr.data.ground_truth.as_simulated` re-simulates the voxels from them and averages them
+into the parcels (a :class:`~brainattr.data.ground_truth.ParcelSimulatedSubject`), so the truth
+functions and the chapters' ground-truth sections (:func:`~brainattr.data.ground_truth.has_ground_truth`)
+work on parcels. The per-voxel simulation parameters (integration windows, the sparse plant) are
+dropped: a parcel mixes voxels with different ones.
 """
 from __future__ import annotations
 
@@ -184,7 +187,7 @@ def parcellate(dataset: Dataset, atlas: str = "harvard-oxford", min_voxels: int 
     n = dataset.n_voxels
     per_voxel = [k for k, v in dataset.meta.items() if isinstance(v, np.ndarray) and v.shape[:1] == (n,)]
     meta = {k: v for k, v in dataset.meta.items() if k not in per_voxel}
-    if "simulation" in meta:  # the truth is that of the member voxels, averaged: not as_simulated's voxel-level one
+    if "simulation" in meta:  # the truth is that of the member voxels, averaged (as_simulated rebuilds it)
         meta["parcel_source_simulation"] = meta.pop("simulation")
     meta.update(parcellation=atlas, parcel_n_voxels=counts[order].astype(int),
                 parcel_voxels={str(short.get(r, r)): coords[regions == r] for r in kept_names},

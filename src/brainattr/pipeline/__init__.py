@@ -65,6 +65,7 @@ from ._ground_truth import (
     LADDER,
     ground_truth_attributions,
     ground_truth_targets,
+    has_plant,
     noise_sweep,
     oracle_ladder,
     plant_views,
@@ -78,4 +79,4 @@ from ._masking import (
     masking_verdict_rows,
 )
 
-__all__ = ["BLOCK_COLUMNS", "ChapterTables", "LADDER", "LAYER_GROUPS", "LENS_TASK", "MethodTables", "VERDICT_COLUMNS", "alignment_by_model", "alignment_scores", "attribute_layers", "block_means", "category_marks", "chapter_tables", "chapter_tables_by_model", "compare_conditions", "condition_tables", "ground_truth_attributions", "ground_truth_targets", "gxi_and_ig", "iou_against_nulls", "logit_lens_tables", "masking_at_context", "masking_control_gaps", "masking_effects", "masking_verdict_rows", "method_agreement", "model_tables", "noise_sweep", "oracle_ladder", "plant_views", "position_summary", "recovery_table", "truth_tables", "verdict_summary", "verdict_table"]
+__all__ = ["BLOCK_COLUMNS", "ChapterTables", "LADDER", "LAYER_GROUPS", "LENS_TASK", "MethodTables", "VERDICT_COLUMNS", "alignment_by_model", "alignment_scores", "attribute_layers", "block_means", "category_marks", "chapter_tables", "chapter_tables_by_model", "compare_conditions", "condition_tables", "ground_truth_attributions", "ground_truth_targets", "gxi_and_ig", "has_plant", "iou_against_nulls", "logit_lens_tables", "masking_at_context", "masking_control_gaps", "masking_effects", "masking_verdict_rows", "method_agreement", "model_tables", "noise_sweep", "oracle_ladder", "plant_views", "position_summary", "recovery_table", "truth_tables", "verdict_summary", "verdict_table"]

@@ -58,13 +58,20 @@ def plant_views(datasets, encodings):
     return views, encs
 
 
+def has_plant(dataset) -> bool:
+    """Whether a simulated subject has sparse-plant voxels (``meta["voxel_plant"]``; parcel Datasets have none)."""
+    return bool(np.any(dataset.meta.get("voxel_plant", False)))
+
+
 def ground_truth_targets(datasets, encodings, settings=AttributionSettings(), clean_subject=0):
     """The extra BA targets of chapter 3's ground-truth checks, as subjects of one attribution call.
 
     Every subject's sparse-plant view (:func:`plant_views`) and one subject's BA target taken
     against the clean signal instead of its measured response
     (:func:`brainattr.oracle.clean_target_dataset`): :func:`ground_truth_attributions` attributes
-    them, and a sweep's jobs write the same tables as parts.
+    them, and a sweep's jobs write the same tables as parts. Subjects without sparse-plant voxels
+    (:func:`has_plant`: parcel Datasets, whose parcels average the plant voxels with others) get
+    no view.
 
     Returns
     -------
@@ -72,7 +79,8 @@ def ground_truth_targets(datasets, encodings, settings=AttributionSettings(), cl
         The clean-target subject first, then the views; their encoding models; ``settings`` for
         BA GxI alone.
     """
-    views, view_encs = plant_views(datasets, encodings)
+    planted = [k for k, ds in enumerate(datasets) if has_plant(ds)]
+    views, view_encs = plant_views([datasets[k] for k in planted], [encodings[k] for k in planted])
     return ([clean_target_dataset(datasets[clean_subject])] + views, [encodings[clean_subject]] + view_encs,
             settings.replace(tasks=("ba",), methods=("gxi",)))
 
@@ -86,8 +94,8 @@ def ground_truth_attributions(lm, datasets, encodings, layer, trs, settings=Attr
     Returns
     -------
     dict
-        ``("plant", subject)`` -> table for every subject, ``("clean", subject)`` -> table for
-        ``datasets[clean_subject]``.
+        ``("plant", subject)`` -> table for every subject with sparse-plant voxels (:func:`has_plant`),
+        ``("clean", subject)`` -> table for ``datasets[clean_subject]``.
     """
     targets, target_encs, ba_gxi = ground_truth_targets(datasets, encodings, settings, clean_subject)
     out = attribute(lm, targets, target_encs, layer, ba_gxi, trs=trs)
