@@ -286,7 +286,7 @@ def test_arrays_npy_and_hdf5_per_run_with_sidecar_tr_and_voxel_table(tmp_path):
 
 
 # ---------------------------------------------------------------- Narratives (OpenNeuro ds002345)
-def make_narratives(root, task="pieman", subject="001"):
+def make_narratives(root, task="pieman", subject="001", runs=(None,)):
     """ds002345's layout: raw sidecar and events, afni-nosmooth clean BOLD, the task's mask, Gentle's align.csv."""
     func = root / f"sub-{subject}" / "func"
     _json(func / f"sub-{subject}_task-{task}_bold.json", {"RepetitionTime": 1.5, "TaskName": task})
@@ -294,13 +294,15 @@ def make_narratives(root, task="pieman", subject="001"):
          [("0.0", "13.0", "music", f"{task}_audio.wav"), ("15.0", "95.0", "story", f"{task}_audio.wav")])
     deriv = root / "derivatives" / "afni-nosmooth"
     space = "MNI152NLin2009cAsym"
-    _nifti(deriv / f"sub-{subject}" / "func" / f"sub-{subject}_task-{task}_space-{space}_res-native_desc-clean_bold.nii.gz",
-           _bold(7, n_vols=80))
+    for run in runs:
+        stem = f"sub-{subject}_task-{task}" + (f"_run-{run}" if run else "")
+        _nifti(deriv / f"sub-{subject}" / "func" / f"{stem}_space-{space}_res-native_desc-clean_bold.nii.gz",
+               _bold(7, n_vols=80))
     m = np.zeros(GRID, np.int8)
     m[2:4, 2:4, 1:3] = 1
     _nifti(deriv / f"tpl-{space}" / f"tpl-{space}_res-{task}_desc-brain_mask.nii.gz", m)
     gentle = root / "stimuli" / "gentle" / task
-    gentle.mkdir(parents=True)
+    gentle.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(60):            # Gentle times: from the start of the audio (the music), speech from 15.5 s
         start = 15.5 + 1.5 * i
@@ -326,6 +328,57 @@ def test_narratives_words_from_gentle_placed_at_the_audio_onset(tmp_path):
     assert "align.csv" in ds.meta["word_files"][0]
 
 
+#: The release's code/scan_exclude.json (snastase/narratives, code/exclude_scans.py writes it): task -> subject ->
+#: BIDS name stems; a stem without run entity names every run of the subject's task. Entries as in the real file.
+SCAN_EXCLUDE = {"lucy": {"sub-053": ["sub-053_task-lucy"]}, "milkyway": {},
+                "pieman": {"sub-001": ["sub-001_task-pieman_run-1", "sub-001_task-pieman_run-2"],
+                           "sub-013": ["sub-013_task-pieman_run-2"], "sub-021": ["sub-021_task-pieman"]},
+                "piemanpni": {}}
+
+
+def test_narratives_leaves_out_the_scans_the_release_excludes(tmp_path):
+    from brainattr.data.narratives import listed_scan
+
+    root = tmp_path / "ds002345"
+    for subject, runs in (("001", ("1", "2")), ("002", ("1",)), ("013", ("1", "2"))):
+        make_narratives(root, subject=subject, runs=runs)
+    _json(root / "code" / "scan_exclude.json", SCAN_EXCLUDE)
+    kw = dict(root=root, annotate=False, language=None, detrend=False)
+    run2 = "sub-013_task-pieman_run-2_space-MNI152NLin2009cAsym_res-native_desc-clean_bold.nii.gz"
+    with pytest.warns(UserWarning, match=rf"sub-013: left out 1 BOLD run\(s\): {run2} \(listed as "
+                                         r"'sub-013_task-pieman_run-2' in .*scan_exclude.json"):
+        ds, = load_narratives(["sub-13"], **kw)
+    assert [f.rsplit("/", 1)[-1] for f in ds.meta["bold_files"]] == [run2.replace("run-2", "run-1")]
+    assert list(ds.meta["excluded_runs"]) == [run2] and ds.meta["scan_exclude"].endswith("code/scan_exclude.json")
+    with pytest.raises(DataError, match=r"(?s)subject sub-001: every selected BOLD run is excluded \(sub-001_task-pieman"
+                                        r"_run-1_.*scan_exclude.json.*exclude_scans=False"):
+        load_narratives(["sub-001"], **kw)
+    with pytest.warns(UserWarning):              # one run of 80 TRs: cut into pseudo-runs
+        kept, = load_narratives(["sub-001"], exclude_scans=False, **kw)
+    assert len(kept.meta["bold_files"]) == 2 and kept.meta["excluded_runs"] == {} and kept.meta["scan_exclude"] is None
+    with pytest.warns(UserWarning, match=r"skipped subject\(s\) sub-001, whose scans the release excludes"):
+        data = load_narratives(2, **kw)         # the first two subjects with a scan left
+    assert [d.subject for d in data] == ["sub-002", "sub-013"]
+    # entities, not substrings: pieman's stem does not list piemanpni, run-01 is run-1
+    assert listed_scan({"sub": "021", "task": "piemanpni"}, ["sub-021_task-pieman"]) is None
+    assert listed_scan({"sub": "013", "task": "pieman", "run": "02"}, ["sub-013_task-pieman_run-2"])
+
+
+def test_narratives_scan_exclusions_missing_or_malformed(tmp_path):
+    root = make_narratives(tmp_path / "ds002345", runs=("1",))
+    kw = dict(root=root, annotate=False, language=None, detrend=False)
+    with pytest.warns(UserWarning, match=r"scan_exclude.json not found: the scans the Narratives authors recommend "
+                                         r"excluding are NOT left out.*datalad get code/scan_exclude.json"):
+        load_narratives(["sub-001"], **kw)
+    path = _json(root / "code" / "scan_exclude.json", {"pieman": {"sub-001": "sub-001_task-pieman"}})
+    with pytest.raises(DataError, match=r"scan_exclude.json: task 'pieman' lists 'sub-001_task-pieman'; each subject "
+                                        r"must map to a list.*exclude_scans=False"):
+        load_narratives(["sub-001"], **kw)
+    path.write_text('{"pieman": ')
+    with pytest.raises(DataError, match=r"scan_exclude.json is not valid JSON.*datalad get code/scan_exclude.json"):
+        load_narratives(["sub-001"], **kw)
+
+
 def test_narratives_missing_release_says_where_to_get_it(tmp_path):
     with pytest.raises(DataError, match=r"(?s)Narratives not found.*datalad clone https://github.com/OpenNeuroDatasets/"
                                         r"ds002345.git"):
@@ -349,7 +402,13 @@ def _textgrid(words, starts, path):
     path.write_text("\n".join(lines) + "\n")
 
 
-def make_lebel(root, subjects=("UTS01", "UTS02"), stories=(("alpha", 70), ("beta", 64))):
+def make_lebel(root, subjects=("UTS01", "UTS02"), stories=(("alpha", 70), ("beta", 64)), repeats=None):
+    """ds003020's derivative: a response file per subject and story, a TextGrid per story.
+
+    ``repeats``: story -> number of repeats written, as the release's ``wheretheressmoke.hf5`` holds
+    them (``individual_repeats``, (repeats, TRs, voxels), float64) beside their average ``data``;
+    voxels 0-4 share a signal across the repeats, voxels 5-8 are noise only.
+    """
     rng = np.random.default_rng(3)
     for story, n_rows in stories:
         starts = 1.0 + 0.9 * np.arange(int((n_rows + 4) * LEBEL_TR / 0.9) - 20)
@@ -359,7 +418,14 @@ def make_lebel(root, subjects=("UTS01", "UTS02"), stories=(("alpha", 70), ("beta
             path = root / "derivative" / "preprocessed_data" / s / f"{story}.hf5"
             path.parent.mkdir(parents=True, exist_ok=True)
             with h5py.File(path, "w") as f:
-                f["data"] = rng.standard_normal((n_rows, 9)).astype(np.float32)
+                if repeats and story in repeats:
+                    signal = np.zeros((n_rows, 9))
+                    signal[:, :5] = 2.0 * rng.standard_normal((n_rows, 5))
+                    each = signal + rng.standard_normal((repeats[story], n_rows, 9))
+                    f["individual_repeats"] = each
+                    f["data"] = each.mean(axis=0)
+                else:
+                    f["data"] = rng.standard_normal((n_rows, 9)).astype(np.float32)
     return root
 
 
@@ -393,3 +459,49 @@ def test_lebel_missing_files_and_a_single_story(tmp_path):
         load_lebel(["UTS01"], root=root, stories=1, annotate=False)
     with pytest.raises(DataError, match="UTS01 ... UTS08"):
         load_lebel(["someone"], root=root)
+
+
+def test_lebel_noise_ceiling_from_the_repeats_of_the_test_story(tmp_path):
+    from brainattr.data import explainable_variance
+    from brainattr.data.lebel import LEBEL_REPEATED_STORY, repeats_ceiling
+    from brainattr.metrics import noise_ceiling
+
+    story = LEBEL_REPEATED_STORY
+    root = make_lebel(tmp_path / "ds003020", subjects=("UTS01",), stories=(("alpha", 70), (story, 66)),
+                      repeats={story: 3})
+    with pytest.warns(UserWarning, match="marks no language voxels"):
+        ds, = load_lebel(["UTS01"], root=root, annotate=False)
+    path = root / "derivative" / "preprocessed_data" / "UTS01" / f"{story}.hf5"
+    with h5py.File(path, "r") as f:
+        each, mean = f["individual_repeats"][()], f["data"][()]
+    # the run holds the average; the ceiling is that of the repeats over the TRs the pipeline keeps:
+    # grid TRs 20 .. n - 15 (trim (20, 15)) are rows 10 .. 66 - 10 of the file (row i is TR i + 10)
+    run = ds.stimulus.tr_runs == 1
+    np.testing.assert_allclose(ds.responses[run][LEBEL_TRIM[0]:LEBEL_TRIM[0] + 66], mean, rtol=1e-6)
+    ev = explainable_variance(ds)
+    np.testing.assert_allclose(ev, noise_ceiling(each[:, 10:56]), rtol=1e-10)
+    assert ev[:5].min() > 0.6 and ev[5:].max() < 0.3
+    assert ds.meta["repeated_story"] == story and ds.meta["n_repeats"] == 3
+    # read a few voxels at a time, the same numbers
+    np.testing.assert_allclose(repeats_ceiling(path, 66, 9, slice(10, 56), chunk=4)[0], ev, rtol=1e-12)
+    with pytest.warns(UserWarning, match="marks no language voxels"):
+        bare, = load_lebel(["UTS01"], root=root, annotate=False, noise_ceiling=False)
+    assert explainable_variance(bare) is None
+
+
+def test_lebel_repeats_without_a_ceiling_or_of_the_wrong_shape(tmp_path):
+    from brainattr.data import explainable_variance
+    from brainattr.data.lebel import LEBEL_REPEATED_STORY
+
+    story = LEBEL_REPEATED_STORY
+    root = make_lebel(tmp_path / "ds003020", subjects=("UTS01",), stories=(("alpha", 70), (story, 66)))
+    with pytest.warns(UserWarning, match=rf"{story}.hf5 holds no separate repeat\(s\).*only their average: no noise "
+                                         "ceiling"):
+        ds, = load_lebel(["UTS01"], root=root, annotate=False)
+    assert explainable_variance(ds) is None
+    path = root / "derivative" / "preprocessed_data" / "UTS01" / f"{story}.hf5"
+    with h5py.File(path, "a") as f:
+        f["individual_repeats"] = np.zeros((3, 60, 9))
+    with pytest.raises(DataError, match=rf"{story}.hf5: 'individual_repeats' has shape \(3, 60, 9\), but its 'data' "
+                                        r"is \(66, 9\).*git-annex"):
+        load_lebel(["UTS01"], root=root, annotate=False)

@@ -497,6 +497,42 @@ def voxel_info(space, coords, labels=None, language="harvard-oxford") -> tuple:
 
 
 # ---------------------------------------------------------------- the loaders
+def drop_excluded_runs(runs, exclude, subject) -> tuple:
+    """The runs ``exclude`` keeps, and the ones it leaves out with why.
+
+    Parameters
+    ----------
+    runs : list of dict
+        :func:`find_bold_runs` entries.
+    exclude : callable or None
+        ``exclude(run) -> str or None``: why the run is left out (a dataset's exclusion list),
+        None to keep it. None keeps every run.
+    subject : str
+        Named in the error.
+
+    Returns
+    -------
+    kept : list of dict
+    dropped : dict of str -> str
+        File name -> reason, for the runs left out.
+
+    Raises
+    ------
+    DataError
+        Every run of the subject is left out (naming them, the reasons and the fix).
+    """
+    if exclude is None:
+        return runs, {}
+    reasons = [exclude(f) for f in runs]
+    kept = [f for f, why in zip(runs, reasons) if not why]
+    dropped = {f["path"].name: str(why) for f, why in zip(runs, reasons) if why}
+    if not kept:
+        shown = "; ".join(f"{name}: {why}" for name, why in dropped.items())
+        raise DataError(f"subject {subject}: every selected BOLD run is excluded ({shown}). Load another subject "
+                        "or task, or keep the excluded runs (the loader's exclusion option).")
+    return kept, dropped
+
+
 def _run_words(words, runs, roots):
     """Word tables per run and the file each came from, for :func:`load_bids`."""
     if words is None:
@@ -525,7 +561,7 @@ def load_bids(subjects=("sub-01",), *, bids_root=None, derivatives=None, task=No
               desc=None, filters=None, words=None, mask=None, resample_mask=False, atlas=None,
               atlas_labels=None, tr=None, pseudo_runs=None, language="harvard-oxford", detrend=True,
               high_pass=None, smoothing_fwhm=None, max_words=None, annotate=True, data_home=None,
-              name="bids") -> list:
+              name="bids", exclude=None) -> list:
     """Any BIDS dataset: one Dataset per subject, voxels of a mask or parcels of a parcellation.
 
     Parameters
@@ -568,6 +604,11 @@ def load_bids(subjects=("sub-01",), *, bids_root=None, derivatives=None, task=No
         Default root's parent (:func:`~brainattr.data.data_root`).
     name : str
         The Datasets' name.
+    exclude : callable or None
+        ``exclude(run) -> str or None`` (``run`` a :func:`find_bold_runs` entry): why to leave a
+        run out, e.g. a dataset's list of scans its authors exclude; None keeps every run. The runs
+        left out are named in a warning and in ``meta["excluded_runs"]`` (file name -> reason); a
+        subject with none left is an error (:func:`drop_excluded_runs`).
 
     Returns
     -------
@@ -592,6 +633,10 @@ def load_bids(subjects=("sub-01",), *, bids_root=None, derivatives=None, task=No
     stimulus, datasets, reference = None, [], None
     for subject in ids:
         runs = find_bold_runs(deriv, subject, task=task, session=session, space=space, desc=desc, filters=filters)
+        runs, dropped = drop_excluded_runs(runs, exclude, subject)
+        if dropped:
+            warnings.warn(f"subject {subject}: left out {len(dropped)} BOLD run(s): "
+                          + "; ".join(f"{n} ({why})" for n, why in dropped.items()), stacklevel=2)
         imgs = [_load_img(f["path"], "BOLD run") for f in runs]
         for f, img in zip(runs, imgs):
             if len(img.shape) != 4 or img.shape[3] < 2:
@@ -623,7 +668,7 @@ def load_bids(subjects=("sub-01",), *, bids_root=None, derivatives=None, task=No
         space_label = runs[0]["entities"].get("space")
         coords, labels, is_lang = voxel_info(space_label, coords, labels, language)
         meta = dict(layout="bids", bids_root=str(root), derivatives=str(deriv), bold_files=[str(f["path"]) for f in runs],
-                    word_files=[str(p) for p in paths], tr=run_tr, space=space_label, **extra)
+                    word_files=[str(p) for p in paths], tr=run_tr, space=space_label, excluded_runs=dropped, **extra)
         datasets.append(Dataset(stimulus=stimulus, subject=subject, responses=Y, voxel_coords=coords,
                                 voxel_labels=labels, voxel_is_language=is_lang, name=name, meta=meta))
     return _finish(datasets, stimulus, pseudo_runs, max_words, annotate)

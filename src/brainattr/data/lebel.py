@@ -15,6 +15,13 @@ response file is therefore TR i + 10 of its story. The loader puts the rows back
 (10 TRs before, 5 after, more if the last word needs them), fills the unmeasured TRs with the
 run mean and lists them in ``meta["unmeasured_trs"]``; the pipeline's trim of (20, 15) drops
 them (:func:`~brainattr.data.check_trim`).
+
+The test story ``wheretheressmoke`` was heard once in every session. Its response file holds, beside
+``data`` (the average over the repeats, (TRs, voxels)), the dataset ``individual_repeats`` of shape
+(repeats, TRs, voxels), ten repeats for the subjects with the most sessions (public code reading the
+release; see the book's real-data chapter). When a chosen story's file holds it, the loader computes
+each voxel's explainable variance from the repeats (:func:`brainattr.metrics.noise_ceiling`, as for
+Moth and the Emma dataset) over the TRs the pipeline keeps, a block of voxels at a time.
 """
 from __future__ import annotations
 
@@ -24,7 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import metrics
 from ..schema import DataError, Dataset, Stimulus
+from ..trs import TRIM
 from ._common import cut_stimulus, data_root, finish_datasets, missing_files_error, subject_list, subject_number
 from .annotate import word_annotations
 from .bids import read_array
@@ -39,6 +48,12 @@ LEBEL_AUDIO_START = 10.0
 LEBEL_TRIM = (10, 5)
 #: The release's subjects.
 LEBEL_SUBJECTS = tuple(f"UTS{k:02d}" for k in range(1, 9))
+#: The story heard in every session (the release's test story).
+LEBEL_REPEATED_STORY = "wheretheressmoke"
+#: The HDF5 dataset of a response file holding each repeat, (n_repeats, TRs, voxels); ``data`` is their average.
+LEBEL_REPEATS_KEY = "individual_repeats"
+#: Voxels read at a time from a repeats dataset (10 repeats x 291 TRs x 8192 voxels in float64: 190 MB).
+REPEATS_CHUNK = 8192
 
 
 def lebel_subject(subject) -> str:
@@ -85,7 +100,62 @@ def story_grid(n_rows, last_onset, tr=LEBEL_TR, trim=LEBEL_TRIM):
     return n_trs, slice(before, before + n_rows)
 
 
-def load_lebel(subjects=("UTS01",), *, stories=None, data_home=None, root=None, max_words=None, annotate=True):
+def kept_rows(n_rows, n_trs, trim=TRIM):
+    """The rows of a response file that the pipeline's trim keeps, as a slice.
+
+    Parameters
+    ----------
+    n_rows : int
+        Rows of the response file (grid TRs ``LEBEL_TRIM[0]`` ... ``LEBEL_TRIM[0] + n_rows - 1``).
+    n_trs : int
+        TRs of the story's grid (:func:`story_grid`).
+    trim : (int, int)
+        TRs the pipeline drops at each end of a run (:data:`brainattr.trs.TRIM`).
+    """
+    before = LEBEL_TRIM[0]
+    return slice(max(trim[0] - before, 0), min(n_trs - trim[1] - before, n_rows))
+
+
+def repeats_ceiling(path, n_rows, n_voxels, rows, chunk=REPEATS_CHUNK):
+    """Each voxel's explainable variance from the repeats in a response file, or None if it has none.
+
+    Parameters
+    ----------
+    path : Path
+        A ``.hf5`` response file; its dataset :data:`LEBEL_REPEATS_KEY`, if any, has shape
+        (n_repeats, n_rows, n_voxels).
+    n_rows, n_voxels : int
+        The shape of its ``data``, which the repeats must match.
+    rows : slice
+        Rows to compute it over (:func:`kept_rows`).
+    chunk : int
+        Voxels read at a time.
+
+    Returns
+    -------
+    ev : array of float64, shape (n_voxels,), or None
+        :func:`brainattr.metrics.noise_ceiling` of the repeats (None: no repeats dataset, or one repeat).
+    n_repeats : int
+    """
+    import h5py  # deferred: h5py is only needed for HDF5 files
+
+    with h5py.File(path, "r") as f:
+        if LEBEL_REPEATS_KEY not in f:
+            return None, 0
+        reps = f[LEBEL_REPEATS_KEY]
+        if reps.ndim != 3 or reps.shape[1:] != (n_rows, n_voxels):
+            raise DataError(f"{path}: {LEBEL_REPEATS_KEY!r} has shape {reps.shape}, but its 'data' is ({n_rows}, "
+                            f"{n_voxels}); the repeats must be (repeats, {n_rows}, {n_voxels}). Is the file complete "
+                            "(not a git-annex pointer or a partial download)?")
+        if reps.shape[0] < 2:
+            return None, int(reps.shape[0])
+        ev = np.concatenate([metrics.noise_ceiling(reps[:, rows, v: v + int(chunk)])
+                             for v in range(0, n_voxels, int(chunk))])
+        return ev, int(reps.shape[0])
+
+
+def load_lebel(subjects=("UTS01",), *, stories=None, data_home=None, root=None, max_words=None, annotate=True,
+               noise_ceiling=True):
     """LeBel et al. 2023 subjects listening to podcast stories; the runs are the stories.
 
     Parameters
@@ -100,12 +170,18 @@ def load_lebel(subjects=("UTS01",), *, stories=None, data_home=None, root=None, 
     max_words : int or None
         See :func:`~brainattr.data.cut_stimulus`.
     annotate : bool
+    noise_ceiling : bool
+        When a chosen story's file holds each repeat (:data:`LEBEL_REPEATS_KEY`; the release's
+        ``wheretheressmoke``), compute each voxel's explainable variance from them.
 
     Returns
     -------
     list of Dataset
         ``name="lebel"``, TR 2.0045 s; voxels are cortical voxels in each subject's space (no MNI
-        coordinates, none marked as language: use ``voxel_set="all"`` or ``"r>X"``).
+        coordinates, none marked as language: use ``voxel_set="all"`` or ``"r>X"``). A repeated
+        story holds the average of its repeats (the file's ``data``); with repeats,
+        ``meta["explainable_variance"]`` (n_voxels,) over the TRs the pipeline keeps
+        (:func:`repeats_ceiling`), ``meta["repeated_story"]`` and ``meta["n_repeats"]``.
     """
     root = Path(root) if root is not None else data_root(data_home) / "lebel"
     ids = (list(LEBEL_SUBJECTS[: int(subjects)]) if isinstance(subjects, (int, np.integer))
@@ -158,6 +234,8 @@ def load_lebel(subjects=("UTS01",), *, stories=None, data_home=None, root=None, 
                       "own space); attribute with voxel_set='all' or 'r>0.1'.", stacklevel=2)
         meta = dict(layout="ds003020", source_subject=s, stories=list(chosen), trim=LEBEL_TRIM,
                     unmeasured_trs=tuple(unmeasured), coordinates="none in the release (subject space)")
+        if noise_ceiling:
+            meta.update(_ceiling(responses[s], chosen, rows, n, stimulus))
         datasets.append(Dataset(stimulus=stimulus, subject=f"sub-{s}", responses=np.concatenate(Y),
                                 voxel_coords=np.full((n, 3), np.nan), voxel_labels=np.full(n, "cortex"),
                                 voxel_is_language=np.zeros(n, dtype=bool), name="lebel", meta=meta))
@@ -168,6 +246,20 @@ def load_lebel(subjects=("UTS01",), *, stories=None, data_home=None, root=None, 
         datasets = [replace(ds, stimulus=stimulus) for ds in datasets]
     cut, tr_keep = cut_stimulus(stimulus, max_words)
     return finish_datasets(datasets, cut, tr_keep)
+
+
+def _ceiling(folder, chosen, rows, n_voxels, stimulus) -> dict:
+    """``meta`` entries of the noise ceiling from the first chosen story whose file holds repeats (else none)."""
+    for run, story in enumerate(chosen):
+        path = folder / f"{story}.hf5"
+        keep = kept_rows(rows[story], int(np.sum(stimulus.tr_runs == run)))
+        ev, n_repeats = repeats_ceiling(path, rows[story], n_voxels, keep)
+        if ev is not None:
+            return dict(repeated_story=story, n_repeats=n_repeats, explainable_variance=ev)
+        if story == LEBEL_REPEATED_STORY:
+            warnings.warn(f"{path} holds {n_repeats or 'no'} separate repeat(s) ({LEBEL_REPEATS_KEY!r}), only their "
+                          "average: no noise ceiling for these voxels.", stacklevel=3)
+    return {}
 
 
 def _lebel_stimulus(story_words, rows, grids) -> Stimulus:
