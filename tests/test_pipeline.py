@@ -235,6 +235,33 @@ def test_masking_effects_sweeps_magnitude_and_sign(tiny_lm, data, chapter):
     assert (out.n_trs == 2).all() and set(out.target) == {"nwp", "ba_r", "ba_mse"}
 
 
+def test_masking_effects_are_read_from_the_cache_and_keyed_by_what_is_masked(tiny_lm, data, chapter, monkeypatch,
+                                                                           tmp_path):
+    from brainattr import masking
+    from brainattr.cache import read_stage_log
+
+    monkeypatch.setenv("BRAINATTR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BRAINATTR_STAGE_LOG", str(tmp_path / "stages.jsonl"))
+    layer = chapter.middle
+    g = chapter.gxi[(chapter.gxi.subject == "sub-01") & (chapter.gxi.layer == layer)]
+    ba, nwp = g[g.task == "ba"], g[g.task == "nwp"]
+    trs_ = np.unique(g.tr)[:2]
+    kw = dict(ks=[1], signed_ks=[], context=12, n_boot=20)
+    first = pipeline.masking_effects(tiny_lm, data[0], chapter.encodings(layer)[0], layer, ba, nwp, trs_, **kw)
+    assert len(list((tmp_path / "cache" / "masking").glob("*.parquet"))) == 1
+    assert [r["stage"] for r in read_stage_log(tmp_path / "stages.jsonl")].count("masking") == 1
+    monkeypatch.setattr(masking, "masking_sweep", lambda *a, **k: pytest.fail("computed again"))
+    again = pipeline.masking_effects(tiny_lm, data[0], chapter.encodings(layer)[0], layer, ba.iloc[::-1], nwp,
+                                     trs_[::-1], **kw)                  # rows in another order: the same masking
+    pd.testing.assert_frame_equal(again, first)
+    for changed in (dict(kw, ks=[2]), dict(kw, seed=1)):                 # another masking is not read from it
+        with pytest.raises(pytest.fail.Exception, match="computed again"):
+            pipeline.masking_effects(tiny_lm, data[0], chapter.encodings(layer)[0], layer, ba, nwp, trs_, **changed)
+    other = ba.assign(attribution=ba.attribution[::-1].to_numpy())      # other scores rank other words
+    with pytest.raises(pytest.fail.Exception, match="computed again"):
+        pipeline.masking_effects(tiny_lm, data[0], chapter.encodings(layer)[0], layer, other, nwp, trs_, **kw)
+
+
 def test_verdict_table_reads_the_papers_side_and_applies_the_one_rule():
     from brainattr import stats
 

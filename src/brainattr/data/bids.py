@@ -360,7 +360,7 @@ def check_same_grid(img, img_path, ref, ref_path, what="mask") -> None:
     """Raise :class:`DataError` unless ``img`` (3-D) is on the voxel grid of ``ref`` (3-D or 4-D)."""
     shape, ref_shape = tuple(img.shape[:3]), tuple(ref.shape[:3])
     if shape != ref_shape or not np.allclose(img.affine, ref.affine, atol=1e-3):
-        fix = (f"Use a mask in the BOLD's grid: resample it, e.g. nilearn.image.resample_to_img(mask, bold, "
+        fix = ("Use a mask in the BOLD's grid: resample it, e.g. nilearn.image.resample_to_img(mask, bold, "
                "interpolation='nearest'), or pass resample_mask=True." if what == "mask" else
                "Runs loaded together must share one voxel grid: use the same output space and resolution for all "
                "(space=, filters={'res': ...}).")

@@ -6,9 +6,15 @@ import time
 import numpy as np
 import pandas as pd
 
-from ..attribution import AttributionSettings
+from ..attribution import AttributionSettings, evenly_spaced
+from ..cache import array_hash, atomic_path, cache_dir, cache_key, stage_timer
 from ..encoding import encode_subjects
+from ..lm import special_prefix
 from ._tables import condition_tables
+
+#: Bump when :func:`masking_effects` returns something else for the same inputs: stored summaries are then
+#: recomputed (they are keyed by it).
+MASKING_FORMAT = 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -16,7 +22,7 @@ from ._tables import condition_tables
 # --------------------------------------------------------------------------------------------
 def masking_effects(lm, dataset, encoding, layer, ba_table, nwp_table, trs, ks=(1, 2, 4, 7, 8), signed_ks=(7,),
                     context=80, pooling="last", voxel_set="language", n_boot=1000, min_blocks=2, seed=0,
-                    progress=False, tr_features="average"):
+                    progress=False, tr_features="average", cache=True):
     """Chapter 7's masking check: :func:`brainattr.masking.masking_sweep` by magnitude at every ``k``, by sign at a few.
 
     Masking by magnitude (``"abs"``) runs for every ``k`` of ``ks``; masking the most positive and
@@ -48,6 +54,13 @@ def masking_effects(lm, dataset, encoding, layer, ba_table, nwp_table, trs, ks=(
     tr_features : {"average", "lanczos"}
         How the encoding models' features pool words into TRs (the tables'
         ``AttributionSettings.tr_features``): the masked windows are pooled the same way.
+    cache : bool
+        Read the summary from the cache when the same masking was run before, and store it when
+        computed (``<cache>/masking/<key>.parquet``, written atomically). The key holds the model,
+        its start token, the stimulus, ``layer``, ``trs``, every option above, and per subject
+        the responses, the encoding model and the tables' scores, so any change of what is masked
+        or scored computes it again. This is how the sweep's masking job hands its result to
+        chapter 7.
 
     Returns
     -------
@@ -61,19 +74,50 @@ def masking_effects(lm, dataset, encoding, layer, ba_table, nwp_table, trs, ks=(
     several = isinstance(ba_table, (list, tuple))
     ba = [t[t["tr"].isin(trs)] for t in (ba_table if several else [ba_table])]
     nwp = nwp_table[nwp_table["tr"].isin(trs)]
-    ba = ba if several else ba[0]
     kw = dict(context=context, pooling=pooling, voxel_set=voxel_set, n_boot=n_boot, blocks="windows",
               min_blocks=min_blocks, seed=seed, progress=progress, tr_features=tr_features)
-    parts = [masking.masking_sweep(lm, dataset, encoding, layer, ba, nwp, ks=list(ks), signs=("abs",), **kw)]
-    if len(signed_ks):
-        parts.append(masking.masking_sweep(lm, dataset, encoding, layer, ba, nwp, ks=list(signed_ks),
-                                           signs=("pos", "neg"), **kw))
-    return pd.concat(parts, ignore_index=True)
+    path = None
+    if cache:
+        datasets, encodings = (dataset, encoding) if several else ([dataset], [encoding])
+        options = dict(kw, progress=None, ks=[float(k) for k in ks], signed_ks=[float(k) for k in signed_ks],
+                       voxel_set=voxel_set if isinstance(voxel_set, str) else array_hash(voxel_set))
+        path = cache_dir("masking") / f"{_masking_key(lm, datasets, encodings, layer, ba, nwp, trs, options)}.parquet"
+        if path.exists():
+            return pd.read_parquet(path)
+    ba = ba if several else ba[0]
+    with stage_timer("masking", model=lm.name, layer=int(layer), trs=int(trs.size)):
+        parts = [masking.masking_sweep(lm, dataset, encoding, layer, ba, nwp, ks=list(ks), signs=("abs",), **kw)]
+        if len(signed_ks):
+            parts.append(masking.masking_sweep(lm, dataset, encoding, layer, ba, nwp, ks=list(signed_ks),
+                                               signs=("pos", "neg"), **kw))
+    summary = pd.concat(parts, ignore_index=True)
+    if path is not None:
+        with atomic_path(path) as tmp:
+            summary.to_parquet(tmp, index=False)
+    return summary
+
+
+def _scores_hash(table):
+    """A hash of an attribution table's scores, whatever the order of its rows."""
+    t = table.sort_values(["tr", "position"])
+    return array_hash(t["tr"].to_numpy(np.int64), t["word_index"].to_numpy(np.int64),
+                      t["attribution"].to_numpy(np.float64))
+
+
+def _masking_key(lm, datasets, encodings, layer, ba_tables, nwp_table, trs, options):
+    """The cache key of one masking sweep (see :func:`masking_effects`' ``cache``)."""
+    subjects = [dict(responses=array_hash(d.responses), ba=_scores_hash(t),
+                     encoding=array_hash(e.weights, e.intercepts, e.feature_means, e.feature_stds,
+                                         e.response_means, e.response_stds))
+                for d, e, t in zip(datasets, encodings, ba_tables)]
+    return cache_key(format=MASKING_FORMAT, model=lm.name, prefix=special_prefix(lm.tokenizer),
+                     stimulus=datasets[0].stimulus.fingerprint, layer=int(layer), trs=[int(t) for t in trs],
+                     nwp=_scores_hash(nwp_table), subjects=subjects, **options)
 
 
 def masking_at_context(lm, dataset, context=640, stride=256, n_trs=12, layer=None, share=0.01, signed=True,
                        pooling="last", voxel_set="language", inner_folds=5, n_boot=1000, min_blocks=5, seed=0,
-                       progress=False, fold=None, tr_features="average", layer_step=None):
+                       progress=False, fold=None, tr_features="average", layer_step=None, mask_trs=None):
     """Chapter 7's masking at a long context (the paper's 640 words): the top ``share`` of each window.
 
     The encoding model and the GxI tables are those of chapter 8's context control: the same call
@@ -94,6 +138,11 @@ def masking_at_context(lm, dataset, context=640, stride=256, n_trs=12, layer=Non
         ``alt_stride``).
     n_trs : int or None
         Evenly spaced held-out TRs of ``fold`` (chapter 8's ``n_trs``).
+    mask_trs : int or None
+        Of those, this many evenly spaced ones are masked (None: all). A masking of a 640-word
+        window re-runs most of it (one of the NWP's top words is usually far back), about 2.5 s
+        on 2 CPU cores, and each TR takes about 4 of them; 6 of chapter 8's 12 TRs still fall in 6
+        independent stretches of the built-in text.
     layer, layer_step : int or None
         Default: the middle layer of the ``layer_step`` grid, as :func:`condition_tables` (chapter 8 passes the same).
     share : float
@@ -131,11 +180,12 @@ def masking_at_context(lm, dataset, context=640, stride=256, n_trs=12, layer=Non
                            inner_folds=inner_folds, progress=False, tr_features=tr_features)
     g = tables[tables["method"] == "gxi"]
     start = time.perf_counter()
-    summary = masking_effects(lm, dataset, enc, layer, g[g["task"] == "ba"], g[g["task"] == "nwp"], g["tr"].unique(),
+    trs = evenly_spaced(np.unique(g["tr"]), mask_trs)
+    summary = masking_effects(lm, dataset, enc, layer, g[g["task"] == "ba"], g[g["task"] == "nwp"], trs,
                               ks=[share], signed_ks=[share] if signed else [], context=int(context), pooling=pooling,
                               voxel_set=voxel_set, n_boot=n_boot, min_blocks=min_blocks, seed=seed, progress=progress,
                               tr_features=tr_features)
-    cost = dict(cost, masking_s=time.perf_counter() - start, n_trs=int(g["tr"].nunique()))
+    cost = dict(cost, masking_s=time.perf_counter() - start, n_trs=int(trs.size))
     return summary, tables, cost
 
 
