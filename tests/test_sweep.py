@@ -89,6 +89,13 @@ def test_settings_come_from_the_attribution_chapter_and_the_compared_models():
     settings = sweep.settings_from_notebooks(params)
     assert settings.models == ("m2", "m1")          # no repeat, chapter 2's order first
     assert (settings.n_trs, settings.context, settings.subjects) == (7, 640, ("sub-02",))
+    assert settings.checks == ()                    # no notebook declares a check's parameters
+    in_book_order = {k: params[k] for k in ("02_brain_alignment", "04_important_words")}
+    checks = sweep.settings_from_notebooks({**in_book_order, "07_masking": {"mask_ks": [1]}, "08_controls": {
+        **params["08_controls"], "control_model": None}}).checks
+    assert [name for name, _ in checks] == ["07_masking", "08_controls"]
+    other = sweep.settings_from_notebooks({**params, "07_masking": {"mask_ks": [2]}}).checks
+    assert other[0][1] != checks[0][1]               # another parameter value: another sweep
     with pytest.raises(sweep.SweepError, match="layers"):
         sweep.settings_from_notebooks({"08_controls": params["08_controls"]})
 
@@ -121,14 +128,19 @@ def test_planned_trs_are_the_encoding_models_held_out_trs():
 @pytest.mark.medium
 def test_the_tiny_grid_and_its_dependencies():
     plan = _plan(trs_per_job=2)
-    assert plan.counts() == {"A": 2, "B": 2, "final": 1}
+    assert plan.counts() == {"A": 2, "B": 2, "C": 2, "final": 1}
     assert [j.layer for j in plan.stage("A")] == [0, 4]
     assert [(j.group, j.trs) for j in plan.stage("B")] == [("late", (0, 2)), ("late", (2, 3))]
     # the best layers are chosen among all scored layers: every stage-B job waits for all of its model's stage A
     assert plan.dependencies(plan.stage("B")[0]) == plan.stage("A")
-    assert len(plan.dependencies(plan.job("final"))) == 4
+    # the check notebooks read stages A and B, one after the other (chapter 7 masks chapter 8's 640-word tables)
+    masking, controls = plan.stage("C")
+    assert (masking.key, controls.key) == ("C-07_masking", "C-08_controls")
+    assert plan.dependencies(masking) == plan.stage("A") + plan.stage("B")
+    assert plan.dependencies(controls) == plan.stage("A") + plan.stage("B") + [masking]
+    assert len(plan.dependencies(plan.job("final"))) == 6
     listing = sweep.format_plan(plan)
-    assert "A 2, B 2, final 1; 5 in all" in listing and "B-tiny-random-late-trs00002-00003" in listing
+    assert "A 2, B 2, C 2, final 1; 7 in all" in listing and "B-tiny-random-late-trs00002-00003" in listing
     by_hand = _plan(trs_per_job=64, layers=(2,))       # a layer given by hand: scored too, its own dependency
     assert [j.layer for j in by_hand.stage("A")] == [0, 2, 4]
     assert by_hand.dependencies(by_hand.stage("B")[0]) == [by_hand.job("A-tiny-random-layer002")]
@@ -252,6 +264,35 @@ def test_parallel_local_jobs_give_the_sequential_tables(fresh_cache, tmp_path, s
     assert {"encoding", "attribution"} <= set(timings["stage_seconds"])
     again = sweep.run_sweep(plan, sweep.SubmitOptions(executor="local", jobs=2), echo=lines.append)
     assert (again.skipped, again.submitted) == (4, {"final": 1})         # nothing recomputed
+
+
+@pytest.mark.slow
+def test_stage_c_runs_the_check_notebooks_and_the_final_step_only_reads_them(fresh_cache, tmp_path):
+    """Chapters 7 and 8 compute their maskings and controls in stage C; run again by the final step, they
+    compute nothing (every stage they log is a cache hit)."""
+    from brainattr.book import runner
+
+    class ChecksAtTheEnd(runner.SweepNotebooks):       # the final step runs only the check notebooks (time)
+        def __call__(self, stage_records):
+            return [r.name for r in runner.run_notebooks(self.config, self.profile, self.overrides,
+                                                         notebooks=["07_masking", "08_controls"],
+                                                         build_dir=Path(self.build_dir), progress=False)]
+
+    plan = _plan(trs_per_job=64, layer_step=1)       # the tiny profile's every layer: chapter 7 needs a middle one
+    notebooks = ChecksAtTheEnd(load_config(REPO / "params.yml"), "tiny", {"layer_step": 1}, str(tmp_path / "build"))
+    lines = []
+    report = sweep.run_sweep(plan, sweep.SubmitOptions(executor="debug"), notebooks=notebooks, echo=lines.append)
+    assert report.ok, lines
+    assert report.submitted["C"] == 2 and report.submitted["final"] == 1
+    computed = {key: {r["stage"] for r in read_stage_log(report.folder / "stages" / f"{key}.jsonl")}
+                for key in ("C-07_masking", "C-08_controls")}
+    assert "masking" in computed["C-07_masking"] and "attribution" in computed["C-08_controls"]
+    assert (report.folder / "notebooks" / "07_masking.ipynb").exists()
+    work = {"feature extraction", "encoding", "attribution", "masking"}
+    final = [r for r in read_stage_log(tmp_path / "build" / "stages.jsonl") if r["stage"] in work]
+    assert final == []                                   # the final step's chapters 7 and 8 only read the cache
+    status = sweep.format_status(plan)
+    assert "| C | 2 | 2 | 0 |" in status
 
 
 _KILLABLE = """

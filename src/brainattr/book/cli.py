@@ -167,7 +167,9 @@ def _add_sweep_parser(sub, common) -> None:
     p.add_argument("--trs-per-job", type=int, default=64, help="held-out TRs per stage-B job (default 64)")
     p.add_argument("--build-dir", default=None, help="where the final step's notebooks go (default: build/; "
                                                      "{profile} and {model} are filled in)")
-    p.add_argument("--no-notebooks", action="store_true", help="final step: merge the tables, run no notebook")
+    p.add_argument("--no-notebooks", action="store_true",
+                   help="run no notebook: stage C (the check notebooks) waits for a later run, the final step "
+                        "only merges the tables")
     p.add_argument("--status", action="store_true", help="print jobs done / running / failed per stage and exit")
     p.add_argument("--dry-run", action="store_true", help="list the jobs and exit; nothing is submitted")
     p.add_argument("--skip-cache-check", action="store_true",
@@ -184,7 +186,6 @@ def notebook_values(resolved) -> dict:
 
 def _sweep(args) -> int:
     """``brainattr sweep``: check the options, plan the grid, then list it, report on it or run it."""
-    import functools
 
     from .. import sweep
     from .params import ParamsError, load_config, parse_overrides, resolve
@@ -211,8 +212,7 @@ def _sweep(args) -> int:
         from . import runner
         from .progress import say
 
-        notebooks = None if args.no_notebooks else functools.partial(
-            runner.notebooks_after_sweep, config, profile, overrides, args.build_dir)
+        notebooks = None if args.no_notebooks else runner.SweepNotebooks(config, profile, overrides, args.build_dir)
         report = sweep.run_sweep(plan, options, notebooks=notebooks, echo=say)
     except (sweep.SweepError, ParamsError) as exc:
         print(f"brainattr: error: {exc}", file=sys.stderr)

@@ -557,32 +557,61 @@ def _run_resolved(config, profile, overrides, resolved, build_dir, env, log_outp
     return results
 
 
-def notebooks_after_sweep(config: Config, profile: str | None, overrides: dict | None, build_dir,
-                          stage_records: list) -> list[str]:
-    """A sweep's final step on the book's side: record the jobs' stage costs, then run every notebook.
+@dataclass(frozen=True)
+class SweepNotebooks:
+    """The book's side of a sweep (``brainattr sweep``): its check notebooks in stage C, every notebook at the end.
 
-    ``brainattr sweep`` calls it (pickled, in the final job on SLURM) once every job succeeded
-    and the tables are merged, so the notebooks read the cache.
+    Pickled into the jobs that need it (on SLURM, the stage-C jobs and the final job).
 
-    Parameters
+    Attributes
     ----------
-    config, profile, overrides
+    config : Config
+    profile : str or None
+    overrides : dict or None
         As for :func:`run_notebooks`.
     build_dir : str, Path or None
-        Where the executed notebooks go (default: params.yml's; ``{profile}``, ``{model}`` filled in).
-    stage_records : list of dict
-        The jobs' stage-log records (:func:`record_sweep_stages`).
-
-    Returns
-    -------
-    list of str
-        The notebooks run.
+        Where the final step's executed notebooks go (default: params.yml's; ``{profile}``,
+        ``{model}`` filled in).
     """
-    profile = profile or config.default_profile
-    resolved = resolve(config, profile, overrides)
-    folder = expand_build_dir(build_dir or config.build_dir, profile, resolved[0].parameters).absolute()
-    record_sweep_stages(folder, stage_records)
-    return [r.name for r in run_notebooks(config, profile, overrides, build_dir=folder, progress=False)]
+
+    config: Config
+    profile: str | None = None
+    overrides: dict | None = None
+    build_dir: str | Path | None = None
+
+    def run_one(self, name: str, output) -> float:
+        """Stage C: execute notebook ``name`` with the profile's parameters into ``output``; its wall time in s.
+
+        The stages it computes go to the job's own stage log (the job sets ``$BRAINATTR_STAGE_LOG``).
+        """
+        resolved = {r.spec.name: r for r in resolve(self.config, self.profile or self.config.default_profile,
+                                                    self.overrides)}
+        if name not in resolved:
+            raise ParamsError(f"the sweep's check notebook {name!r} is not in {self.config.path}; plan the sweep "
+                              "again with the same params.yml.")
+        r = resolved[name]
+        return execute_notebook(r.spec.path, Path(output), r.parameters, kernel=self.config.kernel)
+
+    def __call__(self, stage_records: list) -> list[str]:
+        """The final step: record the jobs' stage costs in the build folder, then run every notebook.
+
+        Called once every job succeeded and the tables are merged, so the notebooks read the cache.
+
+        Parameters
+        ----------
+        stage_records : list of dict
+            The jobs' stage-log records (:func:`record_sweep_stages`).
+
+        Returns
+        -------
+        list of str
+            The notebooks run.
+        """
+        profile = self.profile or self.config.default_profile
+        resolved = resolve(self.config, profile, self.overrides)
+        folder = expand_build_dir(self.build_dir or self.config.build_dir, profile, resolved[0].parameters).absolute()
+        record_sweep_stages(folder, stage_records)
+        return [r.name for r in run_notebooks(self.config, profile, self.overrides, build_dir=folder, progress=False)]
 
 
 # --------------------------------------------------------------------------- book inputs

@@ -6,8 +6,10 @@ of ``layer_step``, the held-out TRs of ``n_trs`` and ``fold``) is cut into jobs:
 - stage A, one job per (model, layer): features and every subject's encoding model;
 - stage B, one job per (model, analysed layer, chunk of TRs), started once the model's stage-A
   jobs succeeded: the attribution tables chapters 3-6 read, written as parts;
-- a final step: merge the parts, merge the jobs' timings, run the notebooks (which then read the
-  cache).
+- stage C, one job per check notebook (chapter 7's maskings, chapter 8's controls), started once
+  stages A and B succeeded: the notebook runs and fills the cache with what only it computes;
+- a final step: merge the parts, merge the jobs' timings, run the notebooks (which then only read
+  the cache).
 
 Jobs are idempotent and resumable (a rerun skips what is done; a killed or preempted job resumes
 from its written parts); the cache they share is safe for many writers
@@ -21,6 +23,7 @@ from its written parts); the cache they share is safe for many writers
 - :mod:`._report`  ``--dry-run`` and ``--status`` as text
 """
 from ._grid import (
+    CHECK_PARAMETERS,
     STAGES,
     TRS_PER_JOB,
     Job,
@@ -32,7 +35,7 @@ from ._grid import (
     planned_trs,
     settings_from_notebooks,
 )
-from ._jobs import SweepJob, run_final, run_stage_a, run_stage_b
+from ._jobs import SweepJob, run_final, run_stage_a, run_stage_b, run_stage_c
 from ._report import format_plan, format_status, sweep_status
 from ._state import merge_timings, read_records, state_folder, write_host_marker
 from ._submit import (
@@ -46,8 +49,8 @@ from ._submit import (
     run_sweep,
 )
 
-__all__ = ["EXECUTORS", "STAGES", "TRS_PER_JOB", "Job", "Plan", "SubmitOptions", "SweepError", "SweepJob",
-           "SweepReport", "SweepSettings", "check_options", "check_shared_cache", "cuda_available", "format_plan",
-           "format_status", "merge_timings", "model_depth", "parse_slurm_extra", "plan_sweep", "planned_trs",
-           "read_records", "run_final", "run_stage_a", "run_stage_b", "run_sweep", "settings_from_notebooks",
-           "state_folder", "sweep_status", "write_host_marker"]
+__all__ = ["CHECK_PARAMETERS", "EXECUTORS", "STAGES", "TRS_PER_JOB", "Job", "Plan", "SubmitOptions", "SweepError",
+           "SweepJob", "SweepReport", "SweepSettings", "check_options", "check_shared_cache", "cuda_available",
+           "format_plan", "format_status", "merge_timings", "model_depth", "parse_slurm_extra", "plan_sweep",
+           "planned_trs", "read_records", "run_final", "run_stage_a", "run_stage_b", "run_stage_c", "run_sweep",
+           "settings_from_notebooks", "state_folder", "sweep_status", "write_host_marker"]

@@ -6,8 +6,10 @@ every subject, of NWP (the final readout at the layer that carries it, the logit
 analysed layer) and, at the middle layer, IG on the few TRs the chapters re-attribute. The
 analysed layers are the best early, middle and late layers (:func:`brainattr.encoding.best_layers`),
 known only once stage A has scored every layer, so a stage-B job names its layer *group* and
-reads the layer from stage A's fits when it runs. The final step merges the parts and runs the
-notebooks.
+reads the layer from stage A's fits when it runs. Stage C has one job per check notebook, the
+chapters whose computations are their own (chapter 7's maskings, chapter 8's controls: another
+model, another context): the job runs the notebook, which fills the cache. The final step merges
+the parts and runs every notebook, which then only reads the cache.
 """
 from __future__ import annotations
 
@@ -20,7 +22,10 @@ import numpy as np
 from ..cache import cache_key
 
 #: The stages, in the order they run.
-STAGES = ("A", "B", "final")
+STAGES = ("A", "B", "C", "final")
+#: A notebook declaring one of these parameters is a check notebook, run as a stage-C job: chapter 7
+#: (maskings) and chapter 8 (controls).
+CHECK_PARAMETERS = ("mask_ks", "control_model")
 #: Held-out TRs per stage-B job unless told otherwise (``--trs-per-job``).
 TRS_PER_JOB = 64
 #: The encoding fits' trimming and test gap (:func:`brainattr.encoding.fit_encoding`'s defaults).
@@ -57,6 +62,9 @@ class SweepSettings:
     other_model_trs, other_model_groups, other_model_lens
         Chapter 4's settings for every model but ``model``: held-out TRs (None: ``n_trs``), layer
         groups (None: all) and whether their logit-lens NWP is read.
+    checks : tuple of (str, str)
+        The check notebooks (:data:`CHECK_PARAMETERS`), in the book's order, each with a hash of
+        its parameters (so that changing one plans another sweep): one stage-C job each.
     """
 
     dataset: str = "builtin"
@@ -86,6 +94,7 @@ class SweepSettings:
     other_model_trs: object = None
     other_model_groups: object = None
     other_model_lens: bool = True
+    checks: tuple = ()
 
     def is_primary(self, model: str) -> bool:
         """Whether ``model`` is the one every test and verdict reads (all TRs, all groups, IG)."""
@@ -132,6 +141,7 @@ def settings_from_notebooks(parameters: dict) -> SweepSettings:
     Returns
     -------
     SweepSettings
+        With :attr:`SweepSettings.checks`: the notebooks declaring one of :data:`CHECK_PARAMETERS`.
 
     Raises
     ------
@@ -145,9 +155,10 @@ def settings_from_notebooks(parameters: dict) -> SweepSettings:
                          "book attributes; check notebooks_dir in params.yml.")
     compared = next((p["models"] for p in parameters.values() if "models" in p), [])
     models = tuple(dict.fromkeys([*(compared or []), *([chapter["model"]] if chapter.get("model") else [])]))
-    names = {f.name for f in dataclasses.fields(SweepSettings)} - {"models"}
+    names = {f.name for f in dataclasses.fields(SweepSettings)} - {"models", "checks"}
     values = {k: _as_tuple(chapter[k]) for k in names if k in chapter}
-    return SweepSettings(models=models, **values)
+    checks = tuple((name, cache_key(**p)) for name, p in parameters.items() if set(CHECK_PARAMETERS) & set(p))
+    return SweepSettings(models=models, checks=checks, **values)
 
 
 @dataclass(frozen=True)
@@ -156,12 +167,12 @@ class Job:
 
     Attributes
     ----------
-    stage : {"A", "B", "final"}
+    stage : {"A", "B", "C", "final"}
     model : str or None
     layer : int or None
         Stage A: the layer scored. Stage B: the layer when it was given by hand, else None.
     group : str or None
-        Stage B: ``"early"``, ``"middle"``, ``"late"`` or ``"layer <l>"``.
+        Stage B: ``"early"``, ``"middle"``, ``"late"`` or ``"layer <l>"``. Stage C: the notebook run.
     trs : (int, int) or None
         Stage B: positions ``[start, stop)`` in the planned held-out TRs (:func:`planned_trs`).
     """
@@ -180,6 +191,8 @@ class Job:
         model = re.sub(r"[^A-Za-z0-9._-]+", "--", str(self.model))
         if self.stage == "A":
             return f"A-{model}-layer{int(self.layer):03d}"
+        if self.stage == "C":
+            return f"C-{self.group}"
         return f"B-{model}-{self.group.replace(' ', '')}-trs{self.trs[0]:05d}-{self.trs[1]:05d}"
 
     def describe(self) -> str:
@@ -188,6 +201,8 @@ class Job:
             return "final: merge the attribution parts, run the notebooks"
         if self.stage == "A":
             return f"A: {self.model}, layer {self.layer}: features + encoding models"
+        if self.stage == "C":
+            return f"C: notebook {self.group}: its own computations (into the cache)"
         return f"B: {self.model}, {self.group} layer, held-out TRs #{self.trs[0]}-{self.trs[1] - 1}: attribution"
 
 
@@ -240,13 +255,20 @@ class Plan:
         """The jobs that must succeed before ``job`` starts.
 
         A stage-B job of a layer group needs every stage-A job of its model (the best layers are
-        chosen among all scored layers); one of a layer given by hand, that layer's only. The
-        final step needs every other job.
+        chosen among all scored layers); one of a layer given by hand, that layer's only. A
+        stage-C job needs every job of stages A and B (its notebook reads their tables) and the
+        stage-C job before it (check notebooks share tables, e.g. chapter 7 masks chapter 8's
+        640-word ones: one after the other, they are computed once). The final step needs every
+        other job.
         """
         if job.stage == "A":
             return []
         if job.stage == "final":
             return [j for j in self.jobs if j.stage != "final"]
+        if job.stage == "C":
+            checks = self.stage("C")
+            before = checks[:checks.index(job)][-1:]
+            return [j for j in self.jobs if j.stage in ("A", "B")] + before
         return [j for j in self.stage("A") if j.model == job.model and (job.layer is None or j.layer == job.layer)]
 
     def counts(self) -> dict:
@@ -329,7 +351,7 @@ def _groups(depth: int, settings: SweepSettings, grid: list) -> list:
 
 
 def plan_sweep(settings: SweepSettings, trs_per_job: int = TRS_PER_JOB, name: str = "sweep") -> Plan:
-    """Every job of a sweep: stage A per (model, layer), stage B per (model, layer group, TR chunk), the final step.
+    """Every job of a sweep: A per (model, layer), B per (model, layer group, TR chunk), C per check notebook, final.
 
     Parameters
     ----------
@@ -392,5 +414,6 @@ def plan_sweep(settings: SweepSettings, trs_per_job: int = TRS_PER_JOB, name: st
             stage_b += [Job("B", model, layer=layer, group=group, trs=chunk) for chunk in chunks]
     fields_ = dataclasses.asdict(settings)
     digest = cache_key(**fields_, trs_per_job=int(trs_per_job))[:8]
-    return Plan(name=f"{name}-{digest}", settings=settings, jobs=stage_a + stage_b + [Job("final")], trs=trs,
-                depths=depths, trs_per_job=int(trs_per_job), other_trs=other_trs)
+    stage_c = [Job("C", group=notebook) for notebook, _ in settings.checks]
+    return Plan(name=f"{name}-{digest}", settings=settings, jobs=[*stage_a, *stage_b, *stage_c, Job("final")],
+                trs=trs, depths=depths, trs_per_job=int(trs_per_job), other_trs=other_trs)

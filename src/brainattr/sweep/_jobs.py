@@ -1,4 +1,4 @@
-"""What a sweep's jobs run: stage A (features, encoding), stage B (attribution parts), the final step.
+"""What a sweep's jobs run: stage A (features, encoding), B (attribution parts), C (check notebooks), the final step.
 
 Every job is idempotent: it computes only what the cache does not hold yet (encoding models are
 read when stored; attribution resumes from the parts already written), so a rerun, a requeue
@@ -78,6 +78,7 @@ def run_stage_b(settings, job, planned_trs) -> None:
     """
     from ..attribution import AttributionSettings, evenly_spaced, held_out_trs
     from ..attribution.store import attribute_parts
+    from ..data import has_ground_truth
     from ..encoding import encode_subjects
 
     primary = settings.is_primary(job.model)
@@ -107,7 +108,7 @@ def run_stage_b(settings, job, planned_trs) -> None:
                         progress=False)
     if not primary or layer != ig_layer:
         return
-    if "simulation" in data[0].meta:
+    if has_ground_truth(data[0]):
         _ground_truth_parts(lm, data, encodings, layer, base, trs)
     if not settings.ig_trs:
         return
@@ -128,6 +129,36 @@ def _ground_truth_parts(lm, data, encodings, layer, settings, trs):
 
     targets, target_encodings, ba_gxi = ground_truth_targets(data, encodings, settings)
     attribute_parts(lm, targets, target_encodings, layer, ba_gxi, trs=trs, progress=False)
+
+
+def run_stage_c(job, folder, notebooks) -> dict:
+    """Stage C: run one check notebook (chapter 7's maskings, chapter 8's controls), which fills the cache.
+
+    The notebook computes what only it computes (its maskings, its controls' encoding models and
+    tables, stored in the cache), reading stages A and B's tables; its executed copy is kept in
+    the state folder as the job's record. The final step runs it again, reading the cache only.
+
+    Parameters
+    ----------
+    job : Job
+        ``job.group`` names the notebook.
+    folder : Path
+        The sweep's state folder: the executed copy goes to ``notebooks/<name>.ipynb`` there.
+    notebooks : object with a ``run_one(name, output)`` method
+        The book's runner (:class:`brainattr.book.runner.SweepNotebooks`): it runs the notebook with
+        the profile's parameters.
+
+    Returns
+    -------
+    dict
+        ``notebook``: the executed copy's path.
+    """
+    if notebooks is None:
+        raise RuntimeError(f"stage C runs the notebook {job.group}, and this sweep was started without the "
+                           "book's notebook runner: run it with `brainattr sweep` (without --no-notebooks).")
+    output = Path(folder) / "notebooks" / f"{job.group}.ipynb"
+    notebooks.run_one(job.group, output)
+    return dict(notebook=str(output))
 
 
 def run_final(plan, folder, notebooks=None) -> dict:
@@ -186,7 +217,7 @@ class SweepJob(submitit.helpers.Checkpointable):
         Re-raise a failure after recording it (so SLURM marks the job failed and its dependents
         never start); False returns it (the debug executor would open a debugger otherwise).
     notebooks : callable, optional
-        For the final step (:func:`run_final`).
+        For stage C and the final step (:func:`run_stage_c`, :func:`run_final`).
     """
 
     def __init__(self, plan, key, folder, threads=None, raise_errors=True, notebooks=None):
@@ -232,4 +263,6 @@ class SweepJob(submitit.helpers.Checkpointable):
             return run_stage_a(self.plan.settings, job)
         if job.stage == "B":
             return run_stage_b(self.plan.settings, job, self.plan.trs_of(job.model))
+        if job.stage == "C":
+            return run_stage_c(job, self.folder, self.notebooks)
         return run_final(self.plan, self.folder, self.notebooks)

@@ -1,8 +1,9 @@
 """Submitting a sweep with submitit: the checks made before anything is submitted, then the jobs.
 
 - ``slurm``: every job is submitted at once, stage A as one job array, stage B as one array per
-  model whose jobs depend on that model's stage-A jobs (``--dependency=afterok:...``), the final
-  step as one job depending on all of them; the command returns, and ``--status`` follows the
+  model whose jobs depend on that model's stage-A jobs (``--dependency=afterok:...``), each
+  stage-C job (a check notebook) depending on stages A and B and the stage-C job before it, the
+  final step as one job depending on all of them; the command returns, and ``--status`` follows the
   jobs. A job that fails keeps its dependents from starting (SLURM's ``afterok``) and nothing else.
 - ``local``: jobs run as processes on this machine, at most ``--jobs`` at a time (or one per
   visible GPU); a stage-B job is started once its model's stage-A jobs have succeeded. submitit's
@@ -278,7 +279,8 @@ def _run_here(plan, options, folder, todo, notebooks, echo, report) -> SweepRepo
             blas = {k: threads for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")} if threads else {}
             with _environment(**blas):
                 sub = executor.submit(SweepJob(plan, job.key, folder, threads=threads,
-                                               raise_errors=options.executor != "debug"))
+                                               raise_errors=options.executor != "debug",
+                                               notebooks=notebooks if job.stage == "C" else None))
             record_submitted(folder, job.key, sub.job_id, sub.paths.stderr, options.executor)
             running[job.key] = (job, sub, gpus)
             pending.remove(job)
@@ -326,7 +328,7 @@ def _submit_slurm(plan, options, folder, todo, notebooks, echo, report) -> Sweep
         executor.update_parameters(job_name=f"brainattr-{stage}", dependency=f"afterok:{':'.join(deps)}" if deps
                                    else None)
         with executor.batch():
-            subs = [executor.submit(SweepJob(plan, job.key, folder, notebooks=notebooks if job.stage == "final"
+            subs = [executor.submit(SweepJob(plan, job.key, folder, notebooks=notebooks if job.stage in ("C", "final")
                                              else None)) for job in jobs]
         for job, sub in zip(jobs, subs):
             ids[job.key] = str(sub.job_id)
@@ -341,6 +343,8 @@ def _submit_slurm(plan, options, folder, todo, notebooks, echo, report) -> Sweep
         by_deps.setdefault(tuple(d.key for d in plan.dependencies(job)), []).append(job)
     for deps, jobs in by_deps.items():
         submit(jobs, "B", deps)
+    for job in (j for j in todo if j.stage == "C"):
+        submit([job], "C", [d.key for d in plan.dependencies(job)])
     final = plan.job("final")
     submit([final], "final", [j.key for j in todo])
     echo(f"brainattr sweep: submitted {report.submitted} to SLURM (job ids in {folder / 'jobs'}, logs in "
@@ -355,8 +359,11 @@ def run_sweep(plan, options: SubmitOptions, notebooks=None, echo=print) -> Sweep
     ----------
     plan : Plan
     options : SubmitOptions
-    notebooks : callable, optional
-        The final step's notebook run (see :func:`brainattr.sweep.run_final`); None: merge only.
+    notebooks : object, optional
+        The book's notebook runner (:class:`brainattr.book.runner.SweepNotebooks`): stage C runs
+        the check notebooks with its ``run_one``, the final step every notebook
+        (:func:`brainattr.sweep.run_final`). None: stage C is left out and the final step only
+        merges the tables.
     echo : callable
 
     Returns
@@ -382,7 +389,9 @@ def run_sweep(plan, options: SubmitOptions, notebooks=None, echo=print) -> Sweep
     write_plan(folder, plan, options.executor)
     records = read_records(folder)
     done = {job.key for job in plan.jobs if job.stage != "final" and job_state(records.get(job.key)) == DONE}
-    todo = [job for job in plan.jobs if job.stage != "final" and job.key not in done]
+    # the check notebooks need the book's runner: without it (--no-notebooks) stage C waits for a later run
+    todo = [job for job in plan.jobs if job.stage != "final" and job.key not in done
+            and (notebooks is not None or job.stage != "C")]
     report = SweepReport(folder=folder, skipped=len(done))
     echo(f"brainattr sweep: {plan.name}: {len(plan.jobs) - 1} jobs + the final step; {len(done)} done before, "
          f"{len(todo)} to run ({options.executor}); state in {folder}")
