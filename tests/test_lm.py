@@ -47,6 +47,20 @@ def test_builtin_smollm2_loads_from_the_wheel_and_is_pretrained():
     assert os.path.exists(os.path.join(os.environ["BRAINATTR_CACHE"], "models", "smollm2-135m", "config.json"))
 
 
+def test_a_builtin_conversion_parses_its_gguf_file_once():
+    """transformers opens the GGUF three times (config, tokenizer, weights); inside the conversion all three
+    get one reader (Gemma-3's 262k-token vocabulary took ~15 s per parse), and the class is restored after."""
+    import gguf
+    from brainattr.lm.builtin import _gguf_location, _one_gguf_reader
+
+    folder, name = _gguf_location("smollm2-135m")
+    real = gguf.GGUFReader
+    with _one_gguf_reader():
+        first, again = gguf.GGUFReader(folder / name), gguf.GGUFReader(str(folder / name))
+        assert first is again and isinstance(first, real)
+    assert gguf.GGUFReader is real and real(folder / name) is not first
+
+
 # ---------------------------------------------------------------- tiny families, the paper's models, slow kernels
 def test_tiny_models_of_every_family_load_by_name():
     from brainattr.lm import TINY_ARCHS

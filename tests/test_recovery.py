@@ -65,6 +65,33 @@ def test_precision_at_k_sparse_plant():
     assert q.loc["precision_at_k_prior", "estimate"] < 0.5
 
 
+def test_a_word_class_prior_sets_the_bar_a_class_alone_reaches():
+    """Truth that favours one word class: scoring by class alone gains word identity, the class prior says
+    how much, and only knowing the word itself beats it."""
+    truth = _synthetic(seed=8)
+    rng = np.random.default_rng(9)
+    classes = np.where(rng.random(truth.word_index.max() + 1) < 0.4, "NOUN", "DET")
+    content = classes[truth.word_index] == "NOUN"
+    truth["contribution"] *= np.where(content, 4.0, 1.0)
+    class_only = _table(truth, truth["envelope"].to_numpy() * np.where(content, 4.0, 1.0))
+    knows_words = _table(truth, truth["contribution"].to_numpy())
+    a = R.recovery_scores({"s": class_only}, {"s": truth}, n_boot=200, word_classes=classes)
+    b = R.recovery_scores({"s": knows_words}, {"s": truth}, n_boot=200, word_classes=classes)
+    prior = a.loc["word_identity_class_prior"]
+    assert prior["estimate"] > 0.3                                  # the class alone is worth a lot here
+    assert a.loc["word_identity", "ci_low"] > a.loc["word_identity", "null_high"]   # and passes the shuffle null
+    assert abs(a.loc["word_identity", "estimate"] - prior["estimate"]) < 0.1   # but not the class prior
+    assert b.loc["word_identity", "ci_low"] > prior["ci_high"]      # knowing the word does
+    assert "word_identity_class_prior" not in R.recovery_scores({"s": knows_words}, {"s": truth}, n_boot=50).index
+    aligned = R.aligned_scores(knows_words, truth)
+    others = aligned[aligned.tr != aligned.tr.min()]                # leave-one-TR-out, same position and class
+    first = aligned[aligned.tr == aligned.tr.min()]
+    mean = others.groupby([others.position, classes[others.word_index]])["truth"].mean()
+    expected = np.array([mean[(p, classes[w])] for p, w in zip(first.position, first.word_index)])
+    got = R.with_word_class_prior(aligned, classes).loc[first.index, "score"].to_numpy()
+    np.testing.assert_allclose(got, expected / expected.sum())       # as shares of the TR's total
+
+
 def test_position_prior_leaves_the_tr_out():
     truth = _synthetic(n_trs=3, n_pos=4, seed=5)
     aligned = R.aligned_scores(_table(truth, truth["contribution"].to_numpy()), truth)
@@ -100,3 +127,7 @@ def test_describe_writes_verdicts_from_the_cis():
     assert "not above its shuffle null" in text and "NWP (GxI) 0.16" in text
     rec.loc[("BA (GxI)", "word_identity"), "ci_low"] = 0.05
     assert "0.07 [0.05, 0.12], above its shuffle null" in R.describe(rec)
+    prior = pd.DataFrame({"estimate": 0.3, "ci_low": 0.25, "ci_high": 0.35, "null": 0.0, "null_high": 0.04,
+                          "coverage": 1.0}, index=pd.MultiIndex.from_tuples([("BA (GxI)", "word_identity_class_prior")],
+                                                                         names=["source", "score"]))
+    assert "BA (GxI) is below it" in R.describe(pd.concat([rec, prior]))

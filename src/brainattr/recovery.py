@@ -19,6 +19,13 @@ over TRs (subjects pooled per TR):
 - ``precision_at_k``: for a sparse plant (voxels driven only by character names), the share of
   the ``k`` truly driving words of a TR among the ``k`` best-scored ones.
 
+Position is not all that is trivially true: the planted drivers weigh content words more than
+function words, and any attribution that favours content words (next-word prediction's does) gains
+word identity without knowing the brain. Given each word's class (its part of speech),
+:func:`recovery_scores` also scores a **word-class prior** (the leave-one-TR-out mean truth of
+words of the same class at the same position): the word identity that knowing *what kind* of word
+sits where already reaches.
+
 The TRs chapter 3 attributes are ~29 TRs apart, farther than a window reaches, so TRs are the
 independent units of the bootstrap; subjects share TRs and are averaged within each TR first.
 """
@@ -67,6 +74,18 @@ def aligned_scores(table, truth, how: str = "abs") -> pd.DataFrame:
     return merged
 
 
+def _leave_one_out_mean(aligned: pd.DataFrame, keys) -> pd.DataFrame:
+    """``aligned`` with ``score`` the mean ``truth`` of the other rows with the same ``keys`` (0 where none).
+
+    A TR has one word per position, so at a fixed position the other rows are the other TRs.
+    """
+    out = aligned.copy()
+    g = out.groupby(keys)["truth"]
+    total, count = g.transform("sum"), g.transform("count")
+    out["score"] = np.where(count > 1, (total - out["truth"]) / np.maximum(count - 1, 1), 0.0)
+    return out
+
+
 def with_position_prior(aligned: pd.DataFrame) -> pd.DataFrame:
     """``aligned`` with ``score`` replaced by the leave-one-TR-out mean truth at the word's position.
 
@@ -80,10 +99,32 @@ def with_position_prior(aligned: pd.DataFrame) -> pd.DataFrame:
     pandas.DataFrame
         Same rows; ``score`` is the mean ``truth`` of the other TRs at the same position.
     """
-    out = aligned.copy()
-    g = out.groupby("position")["truth"]
-    total, count = g.transform("sum"), g.transform("count")
-    out["score"] = np.where(count > 1, (total - out["truth"]) / np.maximum(count - 1, 1), 0.0)
+    return _leave_one_out_mean(aligned, "position")
+
+
+def with_word_class_prior(aligned: pd.DataFrame, word_classes) -> pd.DataFrame:
+    """``aligned`` with ``score`` the leave-one-TR-out mean truth of words of the same class at the same position.
+
+    Parameters
+    ----------
+    aligned : pandas.DataFrame
+        :func:`aligned_scores` output.
+    word_classes : array-like, shape (n_stimulus_words,)
+        Each stimulus word's class (e.g. its part of speech), indexed by ``word_index``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Same rows; ``score`` is the mean ``truth`` of the other TRs' words of the same class at
+        the same position, as a share of its TR's total: what knowing where a word sits and what
+        kind of word it is gives.
+    """
+    classes = np.asarray(word_classes)[aligned["word_index"].to_numpy()]
+    out = _leave_one_out_mean(aligned.assign(word_class=classes), ["position", "word_class"]).drop(
+        columns="word_class")
+    # shares of the TR's total, as a method's scores are (a TR with many content words gives each a smaller share)
+    total = out.groupby("tr")["score"].transform("sum")
+    out["score"] = out["score"] / total.where(total > 0, 1.0)
     return out
 
 
@@ -234,7 +275,8 @@ def _percentile(x, q) -> float:
 
 
 def recovery_scores(tables: dict, truths: dict, plant_tables: dict | None = None, plant_truths: dict | None = None,
-                    how: str = "abs", n_boot: int = 1000, seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
+                    how: str = "abs", n_boot: int = 1000, seed: int = 0, confidence: float = 0.95,
+                    word_classes=None) -> pd.DataFrame:
     """Every recovery score of one source of word scores, pooled over subjects, with bootstrap CIs over TRs.
 
     Parameters
@@ -251,11 +293,15 @@ def recovery_scores(tables: dict, truths: dict, plant_tables: dict | None = None
         Bootstrap resamples of TRs, and permutations of the word-identity null.
     seed : int
     confidence : float
+    word_classes : array-like, shape (n_stimulus_words,), optional
+        Each stimulus word's class (e.g. ``stimulus.annotations["pos"]``): adds the word identity
+        of the word-class prior (:func:`with_word_class_prior`), ``word_identity_class_prior``.
 
     Returns
     -------
-    pandas.DataFrame indexed by score (``per_tr``, ``position_prior``, ``word_identity``, and with a
-    plant ``precision_at_k``, ``precision_at_k_prior``), columns ``estimate``, ``ci_low``, ``ci_high``,
+    pandas.DataFrame indexed by score (``per_tr``, ``position_prior``, ``word_identity``, with
+    ``word_classes`` ``word_identity_class_prior``, and with a plant ``precision_at_k``,
+    ``precision_at_k_prior``), columns ``estimate``, ``ci_low``, ``ci_high``,
     ``null`` (chance level: 0 for the correlations, the shuffled null's mean for word identity,
     ``k / n_words`` for precision), ``null_high`` (upper end of the null's central interval, word
     identity only), ``coverage`` (word identity only: share of the truth at the positions scored),
@@ -276,14 +322,20 @@ def recovery_scores(tables: dict, truths: dict, plant_tables: dict | None = None
 
     per_tr_row("per_tr", [per_tr_spearman(a) for a in aligned.values()])
     per_tr_row("position_prior", [per_tr_spearman(with_position_prior(a)) for a in aligned.values()])
-    identity = np.array([word_identity_score(a) for a in aligned.values()])  # (n_subjects, 2)
-    boots = _word_identity_resamples(list(aligned.values()), n_boot, rng, permute=False)
-    null = _word_identity_resamples(list(aligned.values()), n_boot, rng, permute=True)
-    rows.append(dict(score="word_identity", estimate=float(_nanmean_rows(list(identity[:, 0]))),
-                     ci_low=_percentile(boots, lo), ci_high=_percentile(boots, hi),
-                     null=float(np.nanmean(null)) if np.isfinite(null).any() else np.nan,
-                     null_high=_percentile(null, hi), coverage=float(identity[:, 1].mean()), n_trs=n_trs,
-                     n_subjects=len(aligned)))
+
+    def identity_row(name, frames):
+        identity = np.array([word_identity_score(a) for a in frames])  # (n_subjects, 2)
+        boots = _word_identity_resamples(frames, n_boot, rng, permute=False)
+        null = _word_identity_resamples(frames, n_boot, rng, permute=True)
+        rows.append(dict(score=name, estimate=float(_nanmean_rows(list(identity[:, 0]))),
+                         ci_low=_percentile(boots, lo), ci_high=_percentile(boots, hi),
+                         null=float(np.nanmean(null)) if np.isfinite(null).any() else np.nan,
+                         null_high=_percentile(null, hi), coverage=float(identity[:, 1].mean()), n_trs=n_trs,
+                         n_subjects=len(frames)))
+
+    identity_row("word_identity", list(aligned.values()))
+    if word_classes is not None:
+        identity_row("word_identity_class_prior", [with_word_class_prior(a, word_classes) for a in aligned.values()])
     if plant_tables and plant_truths:
         plant = {s: aligned_scores(plant_tables[s], plant_truths[s], "abs") for s in plant_tables}
         chance = float(np.nanmean([_chance_precision(a) for a in plant.values()]))
@@ -293,8 +345,9 @@ def recovery_scores(tables: dict, truths: dict, plant_tables: dict | None = None
     return pd.DataFrame(rows).set_index("score")
 
 
-__all__ = ["PLANT_SHARE_OF_MAX", "MIN_TRS_PER_POSITION", "aligned_scores", "with_position_prior", "per_tr_spearman",
-           "word_identity", "word_identity_score", "precision_at_k", "recovery_scores", "describe"]
+__all__ = ["PLANT_SHARE_OF_MAX", "MIN_TRS_PER_POSITION", "aligned_scores", "with_position_prior",
+           "with_word_class_prior", "per_tr_spearman", "word_identity", "word_identity_score", "precision_at_k",
+           "recovery_scores", "describe"]
 
 
 def _ci(row) -> str:
@@ -333,6 +386,12 @@ def describe(recovery: pd.DataFrame, ladder: pd.DataFrame | None = None, sweep: 
                  + (f"above its shuffle null (95 % of the null below {wi['null_high']:.2f})"
                     if above else f"not above its shuffle null (95 % of the null below {wi['null_high']:.2f})")
                  + f", over positions holding {100 * wi['coverage']:.0f} % of the truth; {reference} {ref:.2f}.")
+    if "word_identity_class_prior" in r.index:
+        cp = r.loc["word_identity_class_prior"]
+        relation = ("above" if wi["ci_low"] > cp["ci_high"] else "below" if wi["ci_high"] < cp["ci_low"]
+                    else "not distinguishable from")
+        lines.append(f"- **Word-class prior** (the mean truth of the same part of speech at the same position, "
+                     f"from the other TRs): word identity {_ci(cp)}; {source} is {relation} it.")
     if "precision_at_k" in r.index:
         p, pp = r.loc["precision_at_k"], r.loc["precision_at_k_prior"]
         verdict = ("above" if p["ci_low"] > pp["ci_high"] else "not above")

@@ -6,6 +6,7 @@ the original bf16 ones). The first load converts and caches them under
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import time
 from pathlib import Path
@@ -44,6 +45,32 @@ def _gguf_location(name):
     return folder, spec["gguf"]
 
 
+@contextlib.contextmanager
+def _one_gguf_reader():
+    """Within the block, every ``gguf.GGUFReader`` of one file is the same reader.
+
+    transformers opens a GGUF file once for the config, once for the tokenizer and once for the
+    weights, and each opening parses every metadata field: for Gemma-3's 262,144-token vocabulary
+    that is about 15 s on 2 CPU cores each time. The reader only reads (a memory map), so sharing
+    it changes nothing but the time.
+    """
+    import gguf
+
+    real, readers = gguf.GGUFReader, {}
+
+    def shared(path, *args, **kwargs):
+        key = (str(path), args, tuple(sorted(kwargs.items())))
+        if key not in readers:
+            readers[key] = real(path, *args, **kwargs)
+        return readers[key]
+
+    gguf.GGUFReader = shared
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = real
+
+
 def _builtin_folder(name, progress=True):
     """The cached safetensors folder of a GGUF built-in, converting it on first use."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -54,8 +81,9 @@ def _builtin_folder(name, progress=True):
         t0 = time.time()
         if progress:
             print(f"brainattr: de-quantizing built-in model {name} from {gguf} (once; cached in {target})")
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
+        with _one_gguf_reader():
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
         # transformers refuses save_pretrained on a GGUF-loaded model; copy into a plain one.
         config = model.config
         if hasattr(config, "quantization_config"):

@@ -104,7 +104,8 @@ def ground_truth_attributions(lm, datasets, encodings, layer, trs, settings=Attr
     return tables
 
 
-def recovery_table(sources, truths, plant_sources=None, plant_truths=None, how="abs", n_boot=1000, seed=0):
+def recovery_table(sources, truths, plant_sources=None, plant_truths=None, how="abs", n_boot=1000, seed=0,
+                   word_classes=None):
     """:func:`brainattr.recovery.recovery_scores` of several sources side by side.
 
     Parameters
@@ -114,7 +115,7 @@ def recovery_table(sources, truths, plant_sources=None, plant_truths=None, how="
     plant_sources : dict name -> (dict subject -> table), optional
         The sources' sparse-plant tables (precision@k), where they have them.
     plant_truths : dict subject -> truth table, optional
-    how, n_boot, seed
+    how, n_boot, seed, word_classes
         See :func:`brainattr.recovery.recovery_scores`.
 
     Returns
@@ -123,7 +124,8 @@ def recovery_table(sources, truths, plant_sources=None, plant_truths=None, how="
     """
     plant_sources = plant_sources or {}
     return pd.concat({name: recovery_scores(tables, {s: truths[s] for s in tables}, plant_sources.get(name),
-                                            plant_truths, how=how, n_boot=n_boot, seed=seed)
+                                            plant_truths, how=how, n_boot=n_boot, seed=seed,
+                                            word_classes=word_classes)
                       for name, tables in sources.items()}, names=["source"])
 
 

@@ -140,9 +140,8 @@ def masking_at_context(lm, dataset, context=640, stride=256, n_trs=12, layer=Non
         Evenly spaced held-out TRs of ``fold`` (chapter 8's ``n_trs``).
     mask_trs : int or None
         Of those, this many evenly spaced ones are masked (None: all). A masking of a 640-word
-        window re-runs most of it (one of the NWP's top words is usually far back), about 2.5 s
-        on 2 CPU cores, and each TR takes about 4 of them; 6 of chapter 8's 12 TRs still fall in 6
-        independent stretches of the built-in text.
+        window re-runs most of it (one of the NWP's top words is usually far back), about 2 s on
+        2 CPU cores, and each TR takes about 4 of them.
     layer, layer_step : int or None
         Default: the middle layer of the ``layer_step`` grid, as :func:`condition_tables` (chapter 8 passes the same).
     share : float
@@ -154,7 +153,7 @@ def masking_at_context(lm, dataset, context=640, stride=256, n_trs=12, layer=Non
     min_blocks : int
         Fewer independent stretches of text than this give no CI (NaN), hence no verdict. The
         12 TRs of one fold, a stretch of about 1,300 words of the built-in text, fall in about 2
-        with 640-word windows; 12 TRs spread over every fold (``fold=None``) in about 6.
+        with 640-word windows; 6 or 12 TRs spread over every fold (``fold=None``) in 6.
     fold : int or None
         Whose held-out TRs (:func:`brainattr.attribution.held_out_trs`): None, every fold's (the
         book's default); 0, 1, ...: one fold's (as chapter 8's ``fold``, so its tables are reused).

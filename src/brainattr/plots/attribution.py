@@ -84,9 +84,9 @@ def ig_paths(paths, nodes, tr, axes=None):
 
 #: Panels of :func:`recovery_bars`: score -> (title, the reference drawn beside the estimate).
 RECOVERY_PANELS = {
-    "per_tr": ("per-TR Spearman (position alone passes)", "position_prior"),
-    "word_identity": ("word identity (position held fixed)", None),
-    "precision_at_k": ("precision@k, sparse plant", "precision_at_k_prior"),
+    "per_tr": ("per-TR Spearman (position alone passes)", "position_prior", "position prior"),
+    "word_identity": ("word identity (position held fixed)", "word_identity_class_prior", "word-class prior"),
+    "precision_at_k": ("precision@k, sparse plant", "precision_at_k_prior", "position prior"),
 }
 
 
@@ -108,13 +108,14 @@ def recovery_bars(scores, axes=None):
     -------
     matplotlib.figure.Figure
         Left: per-TR Spearman, with the leave-one-TR-out position prior (grey diamonds). Middle:
-        word identity, with the 95 % upper end of its within-position shuffle null (grey bar).
+        word identity, with the 95 % upper end of its within-position shuffle null (grey bar) and
+        the word-class prior (grey diamonds, where the table has it).
         Right: precision@k on the sparse plant, with the position prior and chance (dashed).
     """
     sources = list(dict.fromkeys(scores.index.get_level_values("source")))
     fig, axes = new_axes_grid(axes, 3, (13, 3.6))
     colors = {s: f"C{i}" for i, s in enumerate(sources)}
-    for ax, (score, (title, reference)) in zip(np.ravel(axes), RECOVERY_PANELS.items()):
+    for ax, (score, (title, reference, reference_label)) in zip(np.ravel(axes), RECOVERY_PANELS.items()):
         for x, src in enumerate(sources):
             if (src, score) not in scores.index:
                 continue
@@ -123,7 +124,7 @@ def recovery_bars(scores, axes=None):
             if reference is not None and (src, reference) in scores.index:
                 ref = scores.loc[(src, reference)]
                 ax.plot([x + 0.25], [ref["estimate"]], "D", color="0.55", ms=5,
-                        label="position prior" if x == 0 else None)
+                        label=reference_label if x == 0 else None)
             if score == "word_identity" and np.isfinite(row["null_high"]):
                 ax.plot([x - 0.3, x + 0.3], [row["null_high"]] * 2, color="0.55", lw=2,
                         label="shuffle null, 95 %" if x == 0 else None)
