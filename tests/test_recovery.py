@@ -83,6 +83,11 @@ def test_a_word_class_prior_sets_the_bar_a_class_alone_reaches():
     assert abs(a.loc["word_identity", "estimate"] - prior["estimate"]) < 0.1   # but not the class prior
     assert b.loc["word_identity", "ci_low"] > prior["ci_high"]      # knowing the word does
     assert "word_identity_class_prior" not in R.recovery_scores({"s": knows_words}, {"s": truth}, n_boot=50).index
+    plant = truth.assign(contribution=np.where(content, truth["envelope"], 0.0))   # driven by one class only
+    position_only = _table(plant, plant["envelope"].to_numpy())
+    p = R.recovery_scores({"s": position_only}, {"s": truth}, {"s": position_only}, {"s": plant}, n_boot=50,
+                          word_classes=classes)
+    assert p.loc["precision_at_k_class_prior", "estimate"] > 0.9 > p.loc["precision_at_k_prior", "estimate"]
     aligned = R.aligned_scores(knows_words, truth)
     others = aligned[aligned.tr != aligned.tr.min()]                # leave-one-TR-out, same position and class
     first = aligned[aligned.tr == aligned.tr.min()]
@@ -131,3 +136,10 @@ def test_describe_writes_verdicts_from_the_cis():
                           "coverage": 1.0}, index=pd.MultiIndex.from_tuples([("BA (GxI)", "word_identity_class_prior")],
                                                                          names=["source", "score"]))
     assert "BA (GxI) is below it" in R.describe(pd.concat([rec, prior]))
+    plant = pd.DataFrame({"estimate": [0.03, 0.03, 0.6], "ci_low": [0.01, 0.01, 0.5], "ci_high": [0.06, 0.07, 0.7],
+                          "null": 0.02}, index=pd.MultiIndex.from_product(
+        [["BA (GxI)"], ["precision_at_k", "precision_at_k_prior", "precision_at_k_class_prior"]],
+        names=["source", "score"]))
+    text = R.describe(pd.concat([rec, plant]))
+    assert "not above the position prior's 0.03 [0.01, 0.07]; chance 0.02; the word-class prior 0.60 [0.50, 0.70], " \
+           "higher" in text

@@ -295,13 +295,14 @@ def recovery_scores(tables: dict, truths: dict, plant_tables: dict | None = None
     confidence : float
     word_classes : array-like, shape (n_stimulus_words,), optional
         Each stimulus word's class (e.g. ``stimulus.annotations["pos"]``): adds the word identity
-        of the word-class prior (:func:`with_word_class_prior`), ``word_identity_class_prior``.
+        of the word-class prior (:func:`with_word_class_prior`), ``word_identity_class_prior``,
+        and with a plant its precision, ``precision_at_k_class_prior``.
 
     Returns
     -------
     pandas.DataFrame indexed by score (``per_tr``, ``position_prior``, ``word_identity``, with
     ``word_classes`` ``word_identity_class_prior``, and with a plant ``precision_at_k``,
-    ``precision_at_k_prior``), columns ``estimate``, ``ci_low``, ``ci_high``,
+    ``precision_at_k_prior`` and with ``word_classes`` ``precision_at_k_class_prior``), columns ``estimate``, ``ci_low``, ``ci_high``,
     ``null`` (chance level: 0 for the correlations, the shuffled null's mean for word identity,
     ``k / n_words`` for precision), ``null_high`` (upper end of the null's central interval, word
     identity only), ``coverage`` (word identity only: share of the truth at the positions scored),
@@ -342,6 +343,9 @@ def recovery_scores(tables: dict, truths: dict, plant_tables: dict | None = None
         per_tr_row("precision_at_k", [precision_at_k(a) for a in plant.values()], null=chance)
         per_tr_row("precision_at_k_prior", [precision_at_k(with_position_prior(a)) for a in plant.values()],
                    null=chance)
+        if word_classes is not None:
+            per_tr_row("precision_at_k_class_prior",
+                       [precision_at_k(with_word_class_prior(a, word_classes)) for a in plant.values()], null=chance)
     return pd.DataFrame(rows).set_index("score")
 
 
@@ -352,6 +356,16 @@ __all__ = ["PLANT_SHARE_OF_MAX", "MIN_TRS_PER_POSITION", "aligned_scores", "with
 
 def _ci(row) -> str:
     return f"{row['estimate']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+
+
+def _class_prior_clause(r, p) -> str:
+    """``"; the word-class prior ..."`` for the plant's precision line, or ``""`` without that prior."""
+    if "precision_at_k_class_prior" not in r.index:
+        return ""
+    cp = r.loc["precision_at_k_class_prior"]
+    return (f"; the word-class prior {_ci(cp)}"
+            + (", higher: knowing what kind of word drives the plant finds its words better than the method"
+               if cp["ci_low"] > p["ci_high"] else ""))
 
 
 def describe(recovery: pd.DataFrame, ladder: pd.DataFrame | None = None, sweep: pd.DataFrame | None = None,
@@ -396,7 +410,7 @@ def describe(recovery: pd.DataFrame, ladder: pd.DataFrame | None = None, sweep: 
         p, pp = r.loc["precision_at_k"], r.loc["precision_at_k_prior"]
         verdict = ("above" if p["ci_low"] > pp["ci_high"] else "not above")
         lines.append(f"- **Precision@k on the sparse plant**: {source} {_ci(p)}, {verdict} the position prior's "
-                     f"{_ci(pp)}; chance {p['null']:.2f}.")
+                     f"{_ci(pp)}; chance {p['null']:.2f}" + _class_prior_clause(r, p) + ".")
     if ladder is not None:
         w = ladder.xs("word_identity", level="score")["estimate"]
         first = w.iloc[0]
