@@ -101,6 +101,23 @@ def test_load_emma_simulated_subjects_with_a_repeated_story_and_a_noise_ceiling(
     assert not np.allclose(data[0].responses, data[1].responses[:, : ds.n_voxels])
 
 
+def test_emma_parcels_get_the_noise_ceiling_of_their_averaged_repeats():
+    """App. D on parcels (emma@harvard-oxford): each parcel's ceiling comes from the mean of its voxels' repeats."""
+    from brainattr.data.parcels import parcel_members
+    from brainattr.metrics import noise_ceiling
+
+    voxels, = load_dataset("emma", ["sub-01"], max_words=1100, n_language_voxels=60, n_control_voxels=20, noise=0.5)
+    parcels, = load_dataset("emma@harvard-oxford", ["sub-01"], max_words=1100, n_language_voxels=60,
+                            n_control_voxels=20, noise=0.5)
+    ev = parcels.meta["explainable_variance"]
+    assert ev.shape == (parcels.n_voxels,) and "explainable_variance" not in parcels.meta["dropped_meta"]
+    columns, average = parcel_members(parcels, voxels.voxel_coords)
+    by_hand = np.einsum("vrt,vp->rtp", voxels.meta["repeat_responses"][columns].astype(np.float64), average.toarray())
+    start, stop = voxels.meta["noise_ceiling_rows"]
+    np.testing.assert_allclose(ev, noise_ceiling(by_hand[:, start:stop]), rtol=1e-4)
+    assert np.nanmean(ev[parcels.voxel_is_language]) > 0.5
+
+
 @pytest.mark.medium
 def test_emma_subjects_keep_their_ground_truth():
     from brainattr.data import as_simulated

@@ -281,7 +281,9 @@ def load_emma(subjects=("sub-01",), *, max_words=None, n_language_voxels=1000, n
         ``name="emma"``; ``meta`` holds the simulation's entries (so the ground truth is known)
         and ``design="moth-reading"``, ``repeated_story`` (run index), ``n_repeats`` (2) and
         ``explainable_variance`` (n_voxels,), the noise ceiling from the two repeats over the TRs
-        the encoding keeps. NaN and zero-variance voxels are excluded.
+        the encoding keeps, with ``repeat_responses`` (n_voxels, 2, n_trs_of_the_story) and
+        ``noise_ceiling_rows`` (start, stop) it was computed from (so that parcels,
+        :func:`brainattr.data.parcellate`, get theirs). NaN and zero-variance voxels are excluded.
     """
     per_story = int(words_per_story)
     if max_words is not None:
@@ -308,6 +310,9 @@ def load_emma(subjects=("sub-01",), *, max_words=None, n_language_voxels=1000, n
         responses = sim.dataset.responses.copy()
         responses[repeated] = repeats.mean(axis=0)
         meta = dict(sim.dataset.meta, design="moth-reading", repeated_story=EMMA_REPEATED_STORY, n_repeats=2,
-                    explainable_variance=noise_ceiling(repeats[:, a: repeats.shape[1] - b]))
+                    explainable_variance=noise_ceiling(repeats[:, a: repeats.shape[1] - b]),
+                    # voxels first, so they follow voxel selections; parcels average them for their own ceiling
+                    repeat_responses=np.moveaxis(repeats, -1, 0).astype(np.float32),
+                    noise_ceiling_rows=(a, repeats.shape[1] - b))
         datasets.append(drop_bad_voxels(replace(sim.dataset, name="emma", responses=responses, meta=meta)))
     return datasets

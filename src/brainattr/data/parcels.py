@@ -33,6 +33,7 @@ from dataclasses import replace
 import numpy as np
 import scipy.sparse
 
+from ..metrics import noise_ceiling
 from ..schema import DataError, Dataset
 from .atlas import LANGUAGE_ROIS, voxel_table
 
@@ -156,8 +157,11 @@ def parcellate(dataset: Dataset, atlas: str = "harvard-oxford", min_voxels: int 
         label -> member voxel coordinates, shape (n_members, 3)), ``parcel_source_simulation`` (a simulated
         subject's ``meta["simulation"]``, renamed: see the module docstring), ``source_voxels`` (how many
         voxels the Dataset had), ``unparcelled_voxels`` (how many fell in no parcel) and
-        ``dropped_meta`` (the per-voxel entries left out, e.g. ``explainable_variance``, which
-        needs the repeats to be recomputed for parcels).
+        ``dropped_meta`` (the per-voxel entries left out, e.g. ``explainable_variance`` when the
+        repeats are not there to recompute it). A Dataset holding its repeated story's
+        ``repeat_responses`` (n_voxels, n_repeats, n_trs) and ``noise_ceiling_rows`` (the Emma
+        subjects) gets each parcel's repeats (the mean of its voxels') and their
+        ``explainable_variance`` (:func:`brainattr.metrics.noise_ceiling` over those rows).
     """
     check_parcellation(atlas, dataset.name)
     coords = np.asarray(dataset.voxel_coords, dtype=float)
@@ -189,9 +193,16 @@ def parcellate(dataset: Dataset, atlas: str = "harvard-oxford", min_voxels: int 
     meta = {k: v for k, v in dataset.meta.items() if k not in per_voxel}
     if "simulation" in meta:  # the truth is that of the member voxels, averaged (as_simulated rebuilds it)
         meta["parcel_source_simulation"] = meta.pop("simulation")
+    if "repeat_responses" in dataset.meta and "noise_ceiling_rows" in dataset.meta:  # each parcel's own ceiling
+        repeats = np.asarray(dataset.meta["repeat_responses"], dtype=np.float64)   # (n_voxels, n_repeats, n_trs)
+        repeats = (average.T @ repeats.reshape(n, -1)).reshape(len(order), *repeats.shape[1:])
+        start, stop = dataset.meta["noise_ceiling_rows"]
+        meta.update(repeat_responses=repeats.astype(np.float32),
+                    explainable_variance=noise_ceiling(np.moveaxis(repeats, 0, -1)[:, start:stop]))
     meta.update(parcellation=atlas, parcel_n_voxels=counts[order].astype(int),
                 parcel_voxels={str(short.get(r, r)): coords[regions == r] for r in kept_names},
-                source_voxels=int(n), unparcelled_voxels=int((parcel_index < 0).sum()), dropped_meta=tuple(per_voxel))
+                source_voxels=int(n), unparcelled_voxels=int((parcel_index < 0).sum()),
+                dropped_meta=tuple(k for k in per_voxel if k not in meta))
     return replace(dataset, name=f"{dataset.name}{PARCEL_SEPARATOR}{atlas}", responses=responses.astype(np.float32),
                    voxel_coords=centroids, voxel_labels=np.array([short.get(r, r) for r in kept_names]),
                    voxel_is_language=np.isin(kept_names, list(short)), meta=meta)
