@@ -262,6 +262,25 @@ def test_masking_effects_are_read_from_the_cache_and_keyed_by_what_is_masked(tin
         pipeline.masking_effects(tiny_lm, data[0], chapter.encodings(layer)[0], layer, other, nwp, trs_, **kw)
 
 
+def test_lm_noise_sweep_refits_the_lm_at_each_level_and_scores_ba_and_the_plant(tiny_lm, data, chapter):
+    from brainattr.data import load_dataset
+    from brainattr.oracle import with_noise
+
+    ds, = load_dataset("builtin", ["sub-01"], max_words=600, n_language_voxels=40, n_control_voxels=4)
+    assert pipeline.has_plant(ds)                                     # 2 sparse-plant voxels
+    layer, trs_ = chapter.middle, np.unique(chapter.gxi.tr)
+    settings = AttributionSettings(context=12)
+    out = pipeline.lm_noise_sweep(tiny_lm, ds, layer, trs_, [0.5, ds.meta["simulation"]["noise"]], settings,
+                                  inner_folds=3, n_boot=20)
+    assert list(out.noise) == [0.5, ds.meta["simulation"]["noise"]] and (out.source == "the LM (BA GxI)").all()
+    assert out.mean_true_r.iloc[0] > out.mean_true_r.iloc[1]          # less noise: the voxels follow their signal
+    low, = encoding.encode_subjects(tiny_lm, [with_noise(ds, 0.5)], layer, progress=False, **KW)
+    assert out.held_out_r.iloc[0] == pytest.approx(low.scores[ds.voxel_is_language].mean())   # refitted there
+    assert out.precision_at_k.notna().all() and out.precision_prior.notna().all()   # the plant is scored too
+    default, = encoding.encode_subjects(tiny_lm, [ds], layer, progress=False, **KW)
+    assert out.held_out_r.iloc[1] == pytest.approx(default.scores[ds.voxel_is_language].mean())
+
+
 def test_verdict_table_reads_the_papers_side_and_applies_the_one_rule():
     from brainattr import stats
 

@@ -182,7 +182,10 @@ def test_recovery_bars_ladder_and_noise_curve():
                           "mean_true_r": [0.6, 0.2] * 2, "held_out_r": 0.1, "estimate": [0.9, 0.8, 0.6, 0.3],
                           "ci_low": 0.0, "ci_high": 1.0})
     ax = plots.noise_curve(sweep)
-    assert _line_labels(ax) == ["oracle, prediction", "oracle, mse measured"]
+    assert _line_labels(ax) == ["oracle LM, prediction", "oracle LM, mse measured"]   # no source: the oracle's
+    lm = sweep.iloc[:2].assign(source="the LM (BA GxI)", target="mse_measured")
+    ax = plots.noise_curve(pd.concat([sweep.assign(source="oracle LM"), lm], ignore_index=True))
+    assert _line_labels(ax) == ["oracle LM, prediction", "oracle LM, mse measured", "the LM (BA GxI), mse measured"]
 
 
 # ------------------------------------------------------------------------------ chapter 4

@@ -140,6 +140,13 @@ def test_describe_writes_verdicts_from_the_cis():
                           "null": 0.02}, index=pd.MultiIndex.from_product(
         [["BA (GxI)"], ["precision_at_k", "precision_at_k_prior", "precision_at_k_class_prior"]],
         names=["source", "score"]))
+    sweep = pd.DataFrame(dict(source=["oracle LM", "the LM (BA GxI)"], noise=[1.0, 1.0], target="mse_measured",
+                              estimate=[0.4, 0.1], precision_at_k=[np.nan, 0.05], precision_ci_low=[np.nan, 0.01],
+                              precision_ci_high=[np.nan, 0.1], precision_prior=[np.nan, 0.035]))
+    by_noise = R.describe(rec, sweep=sweep)
+    assert "**Noise**, oracle LM, mse measured: word identity 0.40 at noise 1." in by_noise
+    assert ("the LM (BA GxI), mse measured: word identity 0.10 at noise 1; precision@k on the sparse plant "
+            "0.05 [0.01, 0.10] at noise 1 (position prior 0.04).") in by_noise
     text = R.describe(pd.concat([rec, plant]))
     assert "not above the position prior's 0.03 [0.01, 0.07]; chance 0.02; the word-class prior 0.60 [0.50, 0.70], " \
            "higher" in text

@@ -358,6 +358,17 @@ def _ci(row) -> str:
     return f"{row['estimate']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
 
 
+def _plant_by_noise(g) -> str:
+    """``"; precision@k on the plant ..."`` for a noise sweep's rows that have it, else ``""``."""
+    if "precision_at_k" not in g or not g["precision_at_k"].notna().any():
+        return ""
+    g = g[g["precision_at_k"].notna()]
+    return ("; precision@k on the sparse plant " + ", ".join(
+        f"{p:.2f} [{lo:.2f}, {hi:.2f}] at noise {n:g} (position prior {q:.2f})"
+        for n, p, lo, hi, q in zip(g["noise"], g["precision_at_k"], g["precision_ci_low"], g["precision_ci_high"],
+                                   g["precision_prior"])))
+
+
 def _class_prior_clause(r, p) -> str:
     """``"; the word-class prior ..."`` for the plant's precision line, or ``""`` without that prior."""
     if "precision_at_k_class_prior" not in r.index:
@@ -378,7 +389,8 @@ def describe(recovery: pd.DataFrame, ladder: pd.DataFrame | None = None, sweep: 
         :func:`brainattr.pipeline.recovery_table` output (magnitudes).
     ladder, sweep, signed : pandas.DataFrame, optional
         :func:`brainattr.pipeline.oracle_ladder`'s ladder, :func:`brainattr.pipeline.noise_sweep`'s
-        output, and the signed :func:`brainattr.pipeline.recovery_table`.
+        output (with :func:`brainattr.pipeline.lm_noise_sweep`'s rows, if any), and the signed
+        :func:`brainattr.pipeline.recovery_table`.
     source, reference : str
         The method read, and the one it is compared with.
 
@@ -422,9 +434,11 @@ def describe(recovery: pd.DataFrame, ladder: pd.DataFrame | None = None, sweep: 
             before = w.index[list(w.index).index(k) - 1]
             lines.append(f"- **Largest loss on the ladder**: from *{before}* ({w[before]:.2f}) to *{k}* ({w[k]:.2f}).")
     if sweep is not None and len(sweep):
-        for target, g in sweep.sort_values("noise").groupby("target", sort=False):
-            lines.append(f"- **Noise**, oracle {target.replace('_', ' ')}: word identity "
-                         + ", ".join(f"{e:.2f} at noise {n:g}" for n, e in zip(g["noise"], g["estimate"])) + ".")
+        sweep = sweep if "source" in sweep else sweep.assign(source="oracle LM")
+        for (src, target), g in sweep.sort_values("noise").groupby(["source", "target"], sort=False):
+            lines.append(f"- **Noise**, {src}, {target.replace('_', ' ')}: word identity "
+                         + ", ".join(f"{e:.2f} at noise {n:g}" for n, e in zip(g["noise"], g["estimate"]))
+                         + _plant_by_noise(g) + ".")
     if signed is not None and source in signed.index:
         s = signed.loc[source]
         lines.append(f"- **Signed** {source}: per-TR Spearman {_ci(s.loc['per_tr'])}, word identity "

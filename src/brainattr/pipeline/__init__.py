@@ -14,8 +14,9 @@ pipeline in one place and rerun it on other data.
 - :func:`logit_lens_tables`: NWP read out at each analysed layer (the logit lens), beside the
   final-layer NWP of :func:`chapter_tables` (chapters 4-6).
 - :func:`truth_tables`, :func:`ground_truth_targets`, :func:`ground_truth_attributions`, :func:`recovery_table`,
-  :func:`oracle_ladder`, :func:`noise_sweep`: chapter 3's checks against the simulated subjects'
-  planted truth (scores position alone cannot pass, the sparse plant, the oracle ladder, noise).
+  :func:`oracle_ladder`, :func:`noise_sweep`, :func:`lm_noise_sweep`: chapter 3's checks against the
+  simulated subjects' planted truth (scores position alone cannot pass, the sparse plant, the
+  oracle ladder, noise).
 - :func:`block_means`: per-TR quantities averaged over subjects and layers, with CIs over blocks of
   text whose windows share no word (the unit of every chapter's verdict).
 - :func:`iou_against_nulls`: Fig. 2's IoU with the uniform and the position-preserving chance level.
@@ -66,6 +67,7 @@ from ._ground_truth import (
     ground_truth_attributions,
     ground_truth_targets,
     has_plant,
+    lm_noise_sweep,
     noise_sweep,
     oracle_ladder,
     plant_views,
@@ -79,4 +81,4 @@ from ._masking import (
     masking_verdict_rows,
 )
 
-__all__ = ["BLOCK_COLUMNS", "ChapterTables", "LADDER", "LAYER_GROUPS", "LENS_TASK", "MethodTables", "VERDICT_COLUMNS", "alignment_by_model", "alignment_scores", "attribute_layers", "block_means", "category_marks", "chapter_tables", "chapter_tables_by_model", "compare_conditions", "condition_tables", "ground_truth_attributions", "ground_truth_targets", "gxi_and_ig", "has_plant", "iou_against_nulls", "logit_lens_tables", "masking_at_context", "masking_control_gaps", "masking_effects", "masking_verdict_rows", "method_agreement", "model_tables", "noise_sweep", "oracle_ladder", "plant_views", "position_summary", "recovery_table", "truth_tables", "verdict_summary", "verdict_table"]
+__all__ = ["BLOCK_COLUMNS", "ChapterTables", "LADDER", "LAYER_GROUPS", "LENS_TASK", "MethodTables", "VERDICT_COLUMNS", "alignment_by_model", "alignment_scores", "attribute_layers", "block_means", "category_marks", "chapter_tables", "chapter_tables_by_model", "compare_conditions", "condition_tables", "ground_truth_attributions", "ground_truth_targets", "gxi_and_ig", "has_plant", "iou_against_nulls", "lm_noise_sweep", "logit_lens_tables", "masking_at_context", "masking_control_gaps", "masking_effects", "masking_verdict_rows", "method_agreement", "model_tables", "noise_sweep", "oracle_ladder", "plant_views", "position_summary", "recovery_table", "truth_tables", "verdict_summary", "verdict_table"]

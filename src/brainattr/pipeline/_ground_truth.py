@@ -7,6 +7,7 @@ import pandas as pd
 
 from ..attribution import AttributionSettings, attribute, voxel_mask
 from ..data import as_simulated, true_contributions_table
+from ..encoding import encode_subjects
 from ..oracle import clean_target_dataset, fit_oracle, in_model_subject, in_model_truth, oracle_tables, with_noise
 from ..recovery import recovery_scores
 
@@ -223,8 +224,8 @@ def noise_sweep(dataset, lm_rows, noise_levels, settings=AttributionSettings(), 
 
     Returns
     -------
-    pandas.DataFrame with columns ``noise``, ``target``, ``mean_true_r`` (the voxels'
-    corr(clean, response)), ``held_out_r`` (the oracle's mean BA) and the word-identity
+    pandas.DataFrame with columns ``source`` (``"oracle LM"``), ``noise``, ``target``, ``mean_true_r``
+    (the voxels' corr(clean, response)), ``held_out_r`` (the oracle's mean BA) and the word-identity
     ``estimate``, ``ci_low``, ``ci_high``
     """
     voxels = np.flatnonzero(voxel_mask(settings.voxel_set, dataset))
@@ -240,7 +241,72 @@ def noise_sweep(dataset, lm_rows, noise_levels, settings=AttributionSettings(), 
         for target, table in oracle_tables(noisy, enc, voxels, lm_rows, ("prediction", "mse_measured")).items():
             wi = recovery_scores({dataset.subject: table}, {dataset.subject: truth}, n_boot=n_boot,
                                  seed=seed).loc["word_identity"]
-            out.append(dict(noise=float(noise), target=target, mean_true_r=float(true_r),
+            out.append(dict(source="oracle LM", noise=float(noise), target=target, mean_true_r=float(true_r),
                             held_out_r=float(enc.scores.mean()), estimate=wi["estimate"], ci_low=wi["ci_low"],
                             ci_high=wi["ci_high"]))
+    return pd.DataFrame(out)
+
+
+def lm_noise_sweep(lm, dataset, layer, trs, noise_levels, settings=AttributionSettings(), inner_folds=5, n_boot=1000,
+                   seed=0):
+    """Recovery against noise for the method itself: the LM's encoder refitted at each noise level, its BA GxI scored.
+
+    As :func:`noise_sweep` (the same noise draw, rescaled), but with the language model's features:
+    at each level the subject's encoding model is refitted and BA GxI attributed on ``trs``, for the
+    BA target and, with sparse-plant voxels, for the plant's (one pass). At the simulation's own
+    noise level both are the chapter's cached tables. It says whether the method recovers the
+    planted words once the encoder predicts the voxels well.
+
+    Parameters
+    ----------
+    lm : brainattr.lm.LanguageModel
+    dataset : Dataset
+        One simulated subject.
+    layer : int
+    trs : array of int, shape (n_trs,)
+    noise_levels : sequence of float
+    settings, inner_folds, n_boot, seed
+        As for the chapter's attribution and :func:`brainattr.recovery.recovery_scores`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per level: ``source`` (``"the LM (BA GxI)"``), ``noise``, ``target``
+        (``"mse_measured"``), ``mean_true_r``, ``held_out_r`` (the encoder's mean over the
+        language voxels), word identity ``estimate``, ``ci_low``, ``ci_high``, and on the plant
+        ``precision_at_k`` with ``precision_ci_low``, ``precision_ci_high`` and
+        ``precision_prior`` (the position prior's), NaN without a plant.
+    """
+    voxels = np.flatnonzero(voxel_mask(settings.voxel_set, dataset))
+    trs = np.asarray(trs, dtype=int)
+    truth = truth_tables([dataset], trs, settings)
+    clean = as_simulated(dataset).clean[:, voxels]
+    plant = has_plant(dataset)
+    ba_gxi = settings.replace(tasks=("ba",), methods=("gxi",))
+    out = []
+    for noise in noise_levels:
+        noisy = with_noise(dataset, noise)
+        encoding, = encode_subjects(lm, [noisy], layer, context=settings.context, pooling=settings.pooling,
+                                    inner_folds=inner_folds, progress=False, tr_features=settings.tr_features)
+        targets, encodings = [noisy], [encoding]
+        if plant:
+            views, view_encodings = plant_views([noisy], [encoding])
+            targets, encodings = targets + views, encodings + view_encodings
+        tables = [o[("ba", "gxi")].to_pandas() for o in attribute(lm, targets, encodings, layer, ba_gxi, trs=trs,
+                                                                  progress=False)]
+        s = dataset.subject
+        scores = recovery_scores({s: tables[0]}, truth, {s: tables[1]} if plant else None,
+                                 truth_tables(targets[1:], trs, settings) if plant else None, n_boot=n_boot, seed=seed)
+        wi = scores.loc["word_identity"]
+        row = dict(source="the LM (BA GxI)", noise=float(noise), target="mse_measured",
+                   mean_true_r=float(np.nanmean([np.corrcoef(clean[:, v], noisy.responses[:, voxels[v]])[0, 1]
+                                                 for v in range(voxels.size)])),
+                   held_out_r=float(encoding.scores[noisy.voxel_is_language].mean()), estimate=wi["estimate"],
+                   ci_low=wi["ci_low"], ci_high=wi["ci_high"], precision_at_k=np.nan, precision_ci_low=np.nan,
+                   precision_ci_high=np.nan, precision_prior=np.nan)
+        if plant:
+            p = scores.loc["precision_at_k"]
+            row.update(precision_at_k=p["estimate"], precision_ci_low=p["ci_low"], precision_ci_high=p["ci_high"],
+                       precision_prior=scores.loc["precision_at_k_prior", "estimate"])
+        out.append(row)
     return pd.DataFrame(out)

@@ -174,12 +174,13 @@ def ladder_bars(ladder, ax=None):
 
 
 def noise_curve(sweep, ax=None):
-    """Word identity of the oracle's prediction and of its squared-error target against the noise level.
+    """Word identity against the noise level: the oracle's prediction and squared-error target, and the LM's.
 
     Parameters
     ----------
     sweep : pandas.DataFrame
-        :func:`brainattr.pipeline.noise_sweep` output.
+        :func:`brainattr.pipeline.noise_sweep` output, optionally with
+        :func:`brainattr.pipeline.lm_noise_sweep`'s rows (one line per ``source`` and ``target``).
 
     Returns
     -------
@@ -187,9 +188,11 @@ def noise_curve(sweep, ax=None):
         Each tick gives the noise level and the voxels' mean true-signal correlation there.
     """
     ax = new_axes(ax, (6.5, 3.6))
-    for (target, g), color in zip(sweep.groupby("target", sort=False), ("C0", "C3", "C1")):
+    if "source" not in sweep:
+        sweep = sweep.assign(source="oracle LM")
+    for ((src, target), g), color in zip(sweep.groupby(["source", "target"], sort=False), ("C0", "C3", "C1")):
         g = g.sort_values("noise")
-        ax.plot(g["noise"], g["estimate"], "o-", color=color, label=f"oracle, {target.replace('_', ' ')}")
+        ax.plot(g["noise"], g["estimate"], "o-", color=color, label=f"{src}, {target.replace('_', ' ')}")
         ax.fill_between(g["noise"], g["ci_low"], g["ci_high"], color=color, alpha=0.2)
     levels = sweep.drop_duplicates("noise").sort_values("noise")
     if len(levels) > 1:
@@ -200,7 +203,7 @@ def noise_curve(sweep, ax=None):
     ax.minorticks_off()
     ax.axhline(0, color="0.8", lw=0.8)
     ax.set(xlabel="noise sd (the book's default: 5); r: mean corr(clean, measured)", ylabel="word identity (95 % CI)",
-           title="recovery against noise (oracle LM)")
+           title="recovery against noise (simulated subjects)")
     ax.legend(frameon=False, fontsize=8)
     despine(ax)
     ax.figure.tight_layout()
