@@ -214,6 +214,11 @@ def oracle_ladder(dataset, lm_table, lm_clean_table, trs, settings=AttributionSe
     return pd.concat(scored, names=["rung"]), {**in_model, **tables}
 
 
+def _mean_true_r(clean, noisy, voxels) -> float:
+    """The voxels' mean correlation between their clean signal (n_trs, n_voxels_sel) and ``noisy``'s responses."""
+    return float(np.nanmean([np.corrcoef(clean[:, k], noisy.responses[:, v])[0, 1] for k, v in enumerate(voxels)]))
+
+
 def noise_sweep(dataset, lm_rows, noise_levels, settings=AttributionSettings(), inner_folds=5, n_boot=1000, seed=0):
     """Recovery against noise: the oracle's squared-error target refitted at each noise level.
 
@@ -236,8 +241,7 @@ def noise_sweep(dataset, lm_rows, noise_levels, settings=AttributionSettings(), 
     for noise in noise_levels:
         noisy = with_noise(dataset, noise)
         enc = fit_oracle(noisy, voxels, "measured", inner_folds)
-        true_r = np.nanmean([np.corrcoef(clean[:, v], noisy.responses[:, voxels[v]])[0, 1]
-                             for v in range(voxels.size)])
+        true_r = _mean_true_r(clean, noisy, voxels)
         for target, table in oracle_tables(noisy, enc, voxels, lm_rows, ("prediction", "mse_measured")).items():
             wi = recovery_scores({dataset.subject: table}, {dataset.subject: truth}, n_boot=n_boot,
                                  seed=seed).loc["word_identity"]
@@ -299,8 +303,7 @@ def lm_noise_sweep(lm, dataset, layer, trs, noise_levels, settings=AttributionSe
                                  truth_tables(targets[1:], trs, settings) if plant else None, n_boot=n_boot, seed=seed)
         wi = scores.loc["word_identity"]
         row = dict(source="the LM (BA GxI)", noise=float(noise), target="mse_measured",
-                   mean_true_r=float(np.nanmean([np.corrcoef(clean[:, v], noisy.responses[:, voxels[v]])[0, 1]
-                                                 for v in range(voxels.size)])),
+                   mean_true_r=_mean_true_r(clean, noisy, voxels),
                    held_out_r=float(encoding.scores[noisy.voxel_is_language].mean()), estimate=wi["estimate"],
                    ci_low=wi["ci_low"], ci_high=wi["ci_high"], precision_at_k=np.nan, precision_ci_low=np.nan,
                    precision_ci_high=np.nan, precision_prior=np.nan)
