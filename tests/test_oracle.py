@@ -166,6 +166,19 @@ def test_with_noise_rescales_the_same_draw(ds):
     pd.testing.assert_index_equal(pd.Index(louder.voxel_labels), pd.Index(ds.voxel_labels))
 
 
+def test_wordnet_labels_are_stored_once_and_read_back_bit_for_bit(monkeypatch, tmp_path):
+    """A second simulation of the same words opens no WordNet, and its vectors equal the first's exactly."""
+    monkeypatch.setenv("BRAINATTR_CACHE", str(tmp_path / "cache"))
+    lemmas, upos = ["dog", "cat", "run", "quickly", "the", "dog"], ["NOUN", "NOUN", "VERB", "ADV", "DET", "NOUN"]
+    vec = lambda label, seed, dim: np.random.default_rng(abs(hash((label, seed))) % 2**32).normal(size=dim)  # noqa: E731
+    first = W.wordnet_vectors(lemmas, upos, 0, 8, vec)
+    assert len(list((tmp_path / "cache" / "wordnet").glob("*.json"))) == 1
+    monkeypatch.setattr(W, "wordnet_categories", lambda *a: pytest.fail("WordNet opened again"))
+    np.testing.assert_array_equal(W.wordnet_vectors(lemmas, upos, 0, 8, vec), first)
+    with pytest.raises(pytest.fail.Exception, match="opened again"):   # other words are another entry
+        W.wordnet_vectors(lemmas + ["house"], upos + ["NOUN"], 0, 8, vec)
+
+
 def test_wordnet_labels_follow_the_wordnet_folder(monkeypatch, tmp_path):
     """The labels are remembered per folder: pointing $BRAINATTR_WORDNET elsewhere is not answered from memory."""
     assert W.wordnet_categories("dog", "NOUN")

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from ..cache import atomic_path, cache_dir, cache_key
 from ..schema import DataError
 
 #: Environment variable naming a WordNet 3.0 ``dict`` folder (default: Debian's ``/usr/share/wordnet``).
@@ -93,6 +95,8 @@ def wordnet_reader():
 HYPERNYM_DECAY = 0.7
 #: Weight of the word's lexicographer file (*noun.person*, *verb.motion*, ...), a broad category.
 LEXNAME_WEIGHT = 0.5
+#: Bump when the labels of a word change for the same WordNet: stored label tables are then rebuilt.
+LABELS_FORMAT = 1
 
 
 def wordnet_categories(lemma: str, upos: str) -> dict[str, float]:
@@ -160,14 +164,46 @@ def wordnet_vectors(lemmas, upos, seed: int, dim: int, label_vector) -> np.ndarr
     vectors : array of float64, shape (n_words, dim)
         Unit-norm rows; zero for words without WordNet labels.
     """
-    out = np.zeros((len(lemmas), dim))
-    cache: dict = {}
-    for i, (lem, p) in enumerate(zip(lemmas, upos)):
-        key = (str(lem).lower(), str(p))
-        if key not in cache:
-            labels = wordnet_categories(*key)
-            v = sum((w * label_vector(lab, seed, dim) for lab, w in labels.items()), np.zeros(dim))
+    keys = [(str(lem).lower(), str(p)) for lem, p in zip(lemmas, upos)]
+    labels = stored_categories(sorted(set(keys)))
+    out = np.zeros((len(keys), dim))
+    vectors: dict = {}
+    for i, key in enumerate(keys):
+        if key not in vectors:
+            v = sum((w * label_vector(lab, seed, dim) for lab, w in labels[key].items()), np.zeros(dim))
             norm = np.linalg.norm(v)
-            cache[key] = v / norm if norm > 0 else v
-        out[i] = cache[key]
+            vectors[key] = v / norm if norm > 0 else v
+        out[i] = vectors[key]
     return out
+
+
+def stored_categories(keys) -> dict:
+    """:func:`wordnet_categories` of many words, read from the cache when this WordNet labelled them before.
+
+    Opening WordNet and labelling a text's words takes ~5 s on 2 CPU cores, and every notebook
+    simulates the same subjects; the table is stored once (``<cache>/wordnet/<key>.json``, written
+    atomically), keyed by the words, the WordNet folder and its ``data.*`` files' sizes and times,
+    :data:`HYPERNYM_DECAY`, :data:`LEXNAME_WEIGHT` and :data:`LABELS_FORMAT`.
+
+    Parameters
+    ----------
+    keys : sequence of (str, str)
+        (lower-case lemma, spaCy universal POS) pairs.
+
+    Returns
+    -------
+    dict of (str, str) -> dict of str -> float
+    """
+    folder = wordnet_folder()
+    files = {f.name: [f.stat().st_size, int(f.stat().st_mtime)] for f in sorted(folder.glob("data.*"))}
+    key = cache_key(words=[list(k) for k in keys], folder=str(folder.resolve()), files=files, decay=HYPERNYM_DECAY,
+                    lexname=LEXNAME_WEIGHT, format=LABELS_FORMAT)
+    path = cache_dir("wordnet") / f"{key}.json"
+    if path.exists():
+        stored = json.loads(path.read_text())
+        return {(lem, p): dict(labels) for lem, p, labels in stored}
+    table = {k: wordnet_categories(*k) for k in keys}
+    with atomic_path(path) as tmp:
+        # labels in their own order: the vectors are sums over them, so the order fixes the last bits
+        tmp.write_text(json.dumps([[lem, p, list(labels.items())] for (lem, p), labels in table.items()]))
+    return table
