@@ -498,38 +498,32 @@ def voxel_info(space, coords, labels=None, language="harvard-oxford") -> tuple:
 
 # ---------------------------------------------------------------- the loaders
 def drop_excluded_runs(runs, exclude, subject) -> tuple:
-    """The runs ``exclude`` keeps, and the ones it leaves out with why.
+    """The runs ``exclude`` keeps, and the ones it leaves out with why (named in a warning).
 
     Parameters
     ----------
     runs : list of dict
         :func:`find_bold_runs` entries.
     exclude : callable or None
-        ``exclude(run) -> str or None``: why the run is left out (a dataset's exclusion list),
-        None to keep it. None keeps every run.
+        ``exclude(run) -> str or None``: why the run is left out, None to keep it (None: keep all).
     subject : str
-        Named in the error.
 
     Returns
     -------
-    kept : list of dict
-    dropped : dict of str -> str
-        File name -> reason, for the runs left out.
-
-    Raises
-    ------
-    DataError
-        Every run of the subject is left out (naming them, the reasons and the fix).
+    (kept, dropped) : (list of dict, dict of str -> str)
+        The runs kept; file name -> reason for the runs left out. Leaving out every run of the
+        subject is a :class:`DataError` naming them, the reasons and the fix.
     """
-    if exclude is None:
-        return runs, {}
-    reasons = [exclude(f) for f in runs]
+    reasons = [exclude(f) for f in runs] if exclude is not None else [None] * len(runs)
     kept = [f for f, why in zip(runs, reasons) if not why]
     dropped = {f["path"].name: str(why) for f, why in zip(runs, reasons) if why}
-    if not kept:
-        shown = "; ".join(f"{name}: {why}" for name, why in dropped.items())
-        raise DataError(f"subject {subject}: every selected BOLD run is excluded ({shown}). Load another subject "
+    if dropped and not kept:
+        listed = "; ".join(f"{name}: {why}" for name, why in dropped.items())
+        raise DataError(f"subject {subject}: every selected BOLD run is excluded ({listed}). Load another subject "
                         "or task, or keep the excluded runs (the loader's exclusion option).")
+    if dropped:
+        warnings.warn(f"subject {subject}: left out {len(dropped)} BOLD run(s): "
+                      + "; ".join(f"{name} ({why})" for name, why in dropped.items()), stacklevel=3)
     return kept, dropped
 
 
@@ -605,10 +599,8 @@ def load_bids(subjects=("sub-01",), *, bids_root=None, derivatives=None, task=No
     name : str
         The Datasets' name.
     exclude : callable or None
-        ``exclude(run) -> str or None`` (``run`` a :func:`find_bold_runs` entry): why to leave a
-        run out, e.g. a dataset's list of scans its authors exclude; None keeps every run. The runs
-        left out are named in a warning and in ``meta["excluded_runs"]`` (file name -> reason); a
-        subject with none left is an error (:func:`drop_excluded_runs`).
+        ``exclude(run) -> str or None``: why to leave a run out (:func:`drop_excluded_runs`); the
+        runs left out are in ``meta["excluded_runs"]`` (file name -> reason).
 
     Returns
     -------
@@ -634,9 +626,6 @@ def load_bids(subjects=("sub-01",), *, bids_root=None, derivatives=None, task=No
     for subject in ids:
         runs = find_bold_runs(deriv, subject, task=task, session=session, space=space, desc=desc, filters=filters)
         runs, dropped = drop_excluded_runs(runs, exclude, subject)
-        if dropped:
-            warnings.warn(f"subject {subject}: left out {len(dropped)} BOLD run(s): "
-                          + "; ".join(f"{n} ({why})" for n, why in dropped.items()), stacklevel=2)
         imgs = [_load_img(f["path"], "BOLD run") for f in runs]
         for f, img in zip(runs, imgs):
             if len(img.shape) != 4 or img.shape[3] < 2:
