@@ -27,7 +27,7 @@ import scipy.sparse
 
 from ..metrics import pearson_r
 from ..schema import DataError, Dataset
-from .simulate import SimulatedSubject, simulate, voxel_index
+from .simulate import SimulatedSubject, ordered_selection, simulate, voxel_index
 
 _SIM_CACHE: OrderedDict = OrderedDict()
 _SIM_CACHE_SIZE = 8
@@ -83,11 +83,7 @@ class ParcelSimulatedSubject(SimulatedSubject):
 
     def select_voxels(self, voxels) -> "ParcelSimulatedSubject":
         """A copy restricted to ``parcels`` (int indices or bool mask of shape (n_parcels,))."""
-        idx = voxel_index(voxels, self.n_voxels)
-        mask = np.zeros(self.n_voxels, bool)
-        mask[idx] = True
-        if not np.array_equal(np.flatnonzero(mask), idx):
-            raise ValueError("select_voxels needs increasing, unique parcel indices (or a boolean mask).")
+        idx, mask = ordered_selection(voxels, self.n_voxels)
         return replace(self, dataset=self.dataset.select_voxels(mask), clean=self.clean[:, mask],
                        average=self.average[:, idx])
 

@@ -278,6 +278,22 @@ def voxel_index(voxels, n_voxels) -> np.ndarray:
     return v % n_voxels
 
 
+def ordered_selection(voxels, n_voxels) -> tuple:
+    """``voxels`` as int indices and as a boolean mask, checked increasing and unique (a selection keeps column order).
+
+    Returns
+    -------
+    idx : array of int, shape (n_selected,)
+    mask : array of bool, shape (n_voxels,)
+    """
+    idx = voxel_index(voxels, n_voxels)
+    mask = np.zeros(n_voxels, bool)
+    mask[idx] = True
+    if not np.array_equal(np.flatnonzero(mask), idx):
+        raise ValueError("select_voxels needs increasing, unique column indices (or a boolean mask).")
+    return idx, mask
+
+
 @dataclass(frozen=True)
 class SimulatedSubject:
     """A simulated subject: its :class:`Dataset` and everything needed to recompute the ground truth.
@@ -324,11 +340,7 @@ class SimulatedSubject:
 
     def select_voxels(self, voxels) -> "SimulatedSubject":
         """A copy restricted to ``voxels`` (int indices or bool mask of shape (n_voxels,))."""
-        idx = voxel_index(voxels, self.n_voxels)
-        mask = np.zeros(self.n_voxels, bool)
-        mask[idx] = True
-        if not np.array_equal(np.flatnonzero(mask), idx):
-            raise ValueError("select_voxels needs increasing, unique voxel indices (or a boolean mask).")
+        _, mask = ordered_selection(voxels, self.n_voxels)
         return replace(self, dataset=self.dataset.select_voxels(mask), clean=self.clean[:, mask],
                        weights=self.weights[:, mask], kernels=self.kernels[:, mask])
 

@@ -287,7 +287,7 @@ def lm_noise_sweep(lm, dataset, layer, trs, noise_levels, settings=AttributionSe
     clean = as_simulated(dataset).clean[:, voxels]
     plant = has_plant(dataset)
     ba_gxi = settings.replace(tasks=("ba",), methods=("gxi",))
-    out = []
+    s, plant_truth, out = dataset.subject, None, []
     for noise in noise_levels:
         noisy = with_noise(dataset, noise)
         encoding, = encode_subjects(lm, [noisy], layer, context=settings.context, pooling=settings.pooling,
@@ -296,11 +296,12 @@ def lm_noise_sweep(lm, dataset, layer, trs, noise_levels, settings=AttributionSe
         if plant:
             views, view_encodings = plant_views([noisy], [encoding])
             targets, encodings = targets + views, encodings + view_encodings
+            # the truth is the simulation's, whatever the noise: computed once
+            plant_truth = plant_truth or truth_tables(views, trs, settings)
         tables = [o[("ba", "gxi")].to_pandas() for o in attribute(lm, targets, encodings, layer, ba_gxi, trs=trs,
                                                                   progress=False)]
-        s = dataset.subject
-        scores = recovery_scores({s: tables[0]}, truth, {s: tables[1]} if plant else None,
-                                 truth_tables(targets[1:], trs, settings) if plant else None, n_boot=n_boot, seed=seed)
+        scores = recovery_scores({s: tables[0]}, truth, {s: tables[1]} if plant else None, plant_truth,
+                                 n_boot=n_boot, seed=seed)
         wi = scores.loc["word_identity"]
         row = dict(source="the LM (BA GxI)", noise=float(noise), target="mse_measured",
                    mean_true_r=_mean_true_r(clean, noisy, voxels),
