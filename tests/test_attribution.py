@@ -101,7 +101,7 @@ def test_settings_accept_every_documented_value():
     for task in A.TASKS:
         assert S(tasks=(task,)).tasks == (task,)
     for method in A.METHODS:
-        assert S(methods=(method,)).methods == (method,)
+        assert S(methods=(method,), tasks=("ba",)).methods == (method,)
     for pooling in A.POOLINGS:
         assert S(pooling=pooling).pooling == pooling
     for baseline in A.IG_BASELINES:
@@ -267,6 +267,49 @@ def _with_trained_eos(lm):
         emb[lm.tokenizer.eos_token_id] = torch.randn(emb.shape[1], generator=torch.Generator().manual_seed(1)) \
             * float(emb.std())
     return dataclasses.replace(lm, model=model)
+
+
+def test_gxa_matches_captum_layer_gradient_x_activation(setup):
+    """Gradient x Activation of BA and of the logit-lens NWP equals captum's on layer L's output, per instance."""
+    from captum.attr import LayerGradientXActivation
+
+    from brainattr.attribution.methods import gradient_x_activation
+    from brainattr.lm import decoder_layers
+
+    lm, ds, enc, _ = setup
+    tasks = ("ba", "nwp@logit_lens")
+    trs = enc.test_trs[1][[0, 4, 9]]
+    vox = A.voxel_mask("language", ds)
+    insts = _instances(lm, ds, enc, trs, 15, ("ba", "nwp"))
+    head = A.BAHead.from_encoding(enc, trs[0], vox)
+    measured = _measured(enc, ds, trs, vox)
+    batch = collate(insts, lm.tokenizer.pad_token_id, "cpu")
+    assert len({len(i.ids) for i in insts}) > 1                       # padded
+    ours, _ = gradient_x_activation(lm, LAYER, head, batch, measured, tasks)
+    block = decoder_layers(lm.model)[LAYER - 1]
+    for b, inst in enumerate(insts):
+        single = collate([inst], lm.tokenizer.pad_token_id, "cpu")
+        emb = lm.model.get_input_embeddings()(single["ids"]).detach()
+        for task in tasks:
+            def forward(e, task=task):
+                return compute_targets(lm, LAYER, head, e, single, measured[b:b + 1], (task,))[task]
+            ref = LayerGradientXActivation(forward, block).attribute(emb)
+            ref = (ref[0] if isinstance(ref, tuple) else ref) * single["attr"][..., None].float()
+            ref = ref.sum(-1)[0].detach()
+            got = ours[task][b, :len(inst.ids)].detach()
+            assert torch.allclose(got, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max())), task
+        # the BA head reads only the delay TRs' words: every other token of the window scores 0
+        read = single["pool"][0].sum(0)[:len(inst.ids)] > 0
+        assert torch.all(ours["ba"][b, :len(inst.ids)][~read] == 0) and torch.any(ours["ba"][b, :len(inst.ids)] != 0)
+
+
+def test_gxa_refuses_the_final_readout_nwp(setup):
+    with pytest.raises(ValueError, match="'gxa' attributes layer L's states"):
+        S(methods=("gxa",))
+    lm, ds, enc, _ = setup
+    tables = _attributions(lm, ds, enc, enc.test_trs[1][:2], context=10, tasks=("ba", "nwp"), methods=("gxa",),
+                           nwp_readout="logit_lens")
+    assert set(tables) == {("ba", "gxa"), ("nwp", "gxa")} and len(tables[("ba", "gxa")])
 
 
 def test_ig_with_token_baseline_matches_captum(setup):

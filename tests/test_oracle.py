@@ -71,6 +71,22 @@ def test_sparse_plant_is_driven_by_character_mentions_only(ds):
     assert len(driving) and ds.stimulus.annotations["is_character"].to_numpy()[driving["word_index"]].all()
 
 
+def test_the_oracle_finds_the_sparse_plant_it_can_see(ds):
+    """precision@k's positive control: the plant lies in the encoder's model class, so the oracle finds its words."""
+    plant = np.flatnonzero(ds.meta["voxel_plant"])
+    fit = O.fit_oracle(ds, plant, "measured", inner_folds=3)
+    trs = evenly_spaced(np.concatenate([np.asarray(t) for t in fit.test_trs]), 40)
+    truth = true_contributions_table(ds, trs=trs, voxels=plant, units="response_sd")
+    # every driving word is a character shown in one of the four delay TRs
+    driving = truth[truth["contribution"] > 0]
+    lag = np.asarray([t - ds.stimulus.word_trs[j] for t, j in zip(driving["tr"], driving["word_index"])])
+    assert len(driving) and set(lag) <= {1, 2, 3, 4}
+    table = O.oracle_tables(ds, fit, plant, _rows(truth), ["prediction"])["prediction"]
+    scores = R.recovery_scores({"s": table}, {"s": truth}, {"s": table}, {"s": truth}, n_boot=100)
+    assert scores.loc["precision_at_k", "n_trs"] >= 10
+    assert scores.loc["precision_at_k", "estimate"] >= 0.95 > scores.loc["precision_at_k_prior", "estimate"]
+
+
 def test_truth_in_response_units(ds):
     lang = np.flatnonzero(ds.voxel_is_language)
     trs = np.arange(60, 64)

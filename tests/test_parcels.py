@@ -205,8 +205,9 @@ def test_chapter_3_targets_on_parcels_have_no_sparse_plant_view(parcel_sim):
 
     sim, par = parcel_sim
     assert has_plant(sim.dataset) and not has_plant(par)   # a parcel averages the plant voxels with others
-    targets, encodings, _ = ground_truth_targets([par], ["the encoding model"])
+    (kind, targets, encodings, _), (_, measured, _, gxa) = ground_truth_targets([par], ["the encoding model"])
     assert len(targets) == 1 and targets[0].meta["target"] == "clean" and encodings == ["the encoding model"]
+    assert kind == "clean" and len(measured) == 1 and measured[0] is par and gxa.methods == ("gxa",)
     np.testing.assert_allclose(targets[0].responses, sim.clean @ parcel_average(sim, par), rtol=1e-5, atol=1e-6)
 
 

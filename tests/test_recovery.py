@@ -150,3 +150,23 @@ def test_describe_writes_verdicts_from_the_cis():
     text = R.describe(pd.concat([rec, plant]))
     assert "not above the position prior's 0.03 [0.01, 0.07]; chance 0.02; the word-class prior 0.60 [0.50, 0.70], " \
            "higher" in text
+    plant.loc[("BA (GxI)", "precision_at_k_prior"), ["estimate", "ci_low", "ci_high"]] = [0.2, 0.1, 0.3]
+    assert "0.03 [0.01, 0.06], below the position prior's 0.20 [0.10, 0.30]" in R.describe(pd.concat([rec, plant]))
+
+
+def test_describe_reads_the_plant_down_the_ladder_and_its_positive_control():
+    rungs = ["ii. oracle, prediction", "vii. the pipeline"]
+    idx = pd.MultiIndex.from_product([rungs, ["word_identity", "precision_at_k", "precision_at_k_prior"]],
+                                     names=["rung", "score"])
+    ladder = pd.DataFrame({"estimate": [0.9, 0.96, 0.2, 0.1, 0.07, 0.2], "ci_low": [0.8, 0.9, 0.1, 0.05, 0.02, 0.1],
+                           "ci_high": [0.95, 1.0, 0.3, 0.15, 0.12, 0.3]}, index=idx)
+    rec = pd.DataFrame({"estimate": [0.3, 0.99, 0.07], "ci_low": [0.28, 0.98, 0.05], "ci_high": [0.32, 0.99, 0.12],
+                        "null": 0.0, "null_high": 0.04, "coverage": 1.0},
+                       index=pd.MultiIndex.from_product([["BA (GxI)"], ["per_tr", "position_prior", "word_identity"]],
+                                                        names=["source", "score"]))
+    text = R.describe(rec, ladder=ladder)
+    assert ("**Precision@k on the sparse plant, down the ladder** (position prior 0.20): *ii. oracle, prediction* "
+            "0.96 [0.90, 1.00]; *vii. the pipeline* 0.07 [0.02, 0.12]. The first is the score's positive control: "
+            "at 0.96 it finds the plant's words") in text
+    ladder.loc[("ii. oracle, prediction", "precision_at_k"), "estimate"] = 0.4
+    assert "at 0.40, short of 0.95, the plant's words are not knowable" in R.describe(rec, ladder=ladder)

@@ -7,6 +7,7 @@ from brainattr.data import ground_truth as GT
 from brainattr.data import simulate as S
 from brainattr.data import load_builtin_stimulus, load_dataset
 from brainattr.schema import DataError, Dataset
+from brainattr.trs import word_tr_weights
 
 SMALL = dict(n_language=120, n_control=60)
 
@@ -186,6 +187,29 @@ def test_importance_and_table(stim, sim):
     assert np.allclose(table["contribution"], imp.values[imp.word_index >= 0])
     summed = GT.true_contributions_table(sim, trs, how="sum").groupby("tr")["contribution"].sum()
     assert np.allclose(summed.to_numpy(), sim.clean[trs][:, lang].sum(axis=1))
+
+
+def test_the_sparse_plant_reads_per_tr_word_averages_at_the_encoders_delays(stim, sim):
+    P = S.plant_sampling_matrix(stim).toarray()
+    avg = word_tr_weights(stim, "average")
+    t = np.flatnonzero(stim.tr_runs == stim.tr_runs[0])[10]          # a TR of the first run, with words
+    words = avg[t] > 0
+    gains = []
+    for d in (1, 2, 3, 4):                                             # d TRs later: the TR's word average, times g_d
+        ratio = P[t + d][words] / avg[t][words]
+        np.testing.assert_allclose(ratio, ratio[0])
+        gains.append(ratio[0])
+        others = np.flatnonzero(P[t + d])
+        assert set(stim.word_trs[others]) <= {t + d - k for k in (1, 2, 3, 4)}   # nothing past the 4 delays
+    assert max(gains) == pytest.approx(1.0) and min(gains) > 0.1       # the HRF at 2-8 s, its peak scaled to 1
+    plant = sim.dataset.meta["voxel_plant"]
+    assert plant.any() and sim.planted_columns.tolist() == plant.tolist()
+    drive = sim.drivers @ sim.weights
+    np.testing.assert_allclose(sim.clean[:, plant], P @ drive[:, plant], rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="plant_delays"):
+        S.simulate(stim, plant_delays=[-1], **SMALL)
+    with pytest.raises(ValueError, match="reach no part of the HRF"):
+        S.plant_sampling_matrix(stim, delays=[40])
 
 
 def test_ground_truth_from_a_dataset_with_dropped_voxels(sim):

@@ -62,7 +62,7 @@ def _chapter_reads(stage_log=None):
     finally:
         os.environ.pop("BRAINATTR_STAGE_LOG", None)
     return {"tables": ch.tables, "lens": lens, **{f"{t}_{m}": df for (t, m), df in ig.tables.items()},
-            **{f"truth_{kind}_{subject}": df for (kind, subject), df in truth.items()}}
+            **{f"truth_{kind}_{method}_{subject}": df for (kind, method, subject), df in truth.items()}}
 
 
 def _assert_same(got, expected):

@@ -379,6 +379,24 @@ def _class_prior_clause(r, p) -> str:
                if cp["ci_low"] > p["ci_high"] else ""))
 
 
+def _plant_ladder(ladder) -> list:
+    """The ladder's precision@k on the sparse plant, rung by rung, with its positive control's verdict (or [])."""
+    scores = ladder.index.get_level_values("score")
+    if "precision_at_k" not in scores:
+        return []
+    pk = ladder.xs("precision_at_k", level="score").dropna(subset=["estimate"])
+    prior = ladder.xs("precision_at_k_prior", level="score")["estimate"].dropna()
+    if pk.empty:
+        return []
+    control = pk.iloc[0]
+    return [f"- **Precision@k on the sparse plant, down the ladder** (position prior {prior.iloc[0]:.2f}): "
+            + "; ".join(f"*{k}* {_ci(row)}" for k, row in pk.iterrows()) + ". The first is the score's positive "
+            + "control: " + (f"at {control['estimate']:.2f} it finds the plant's words, so a rung below the prior "
+                             "fails on its own account." if control["estimate"] >= 0.95 else
+                             f"at {control['estimate']:.2f}, short of 0.95, the plant's words are not knowable "
+                             "from the encoder's features, and this score cannot fail a method.")]
+
+
 def describe(recovery: pd.DataFrame, ladder: pd.DataFrame | None = None, sweep: pd.DataFrame | None = None,
              signed: pd.DataFrame | None = None, source: str = "BA (GxI)", reference: str = "NWP (GxI)") -> str:
     """The chapter's reading of its recovery numbers, as Markdown sentences written from the numbers.
@@ -420,7 +438,8 @@ def describe(recovery: pd.DataFrame, ladder: pd.DataFrame | None = None, sweep: 
                      f"from the other TRs): word identity {_ci(cp)}; {source} is {relation} it.")
     if "precision_at_k" in r.index:
         p, pp = r.loc["precision_at_k"], r.loc["precision_at_k_prior"]
-        verdict = ("above" if p["ci_low"] > pp["ci_high"] else "not above")
+        verdict = ("above" if p["ci_low"] > pp["ci_high"] else "below" if p["ci_high"] < pp["ci_low"]
+                   else "not above")
         lines.append(f"- **Precision@k on the sparse plant**: {source} {_ci(p)}, {verdict} the position prior's "
                      f"{_ci(pp)}; chance {p['null']:.2f}" + _class_prior_clause(r, p) + ".")
     if ladder is not None:
@@ -433,6 +452,7 @@ def describe(recovery: pd.DataFrame, ladder: pd.DataFrame | None = None, sweep: 
             k = drops.idxmax()
             before = w.index[list(w.index).index(k) - 1]
             lines.append(f"- **Largest loss on the ladder**: from *{before}* ({w[before]:.2f}) to *{k}* ({w[k]:.2f}).")
+        lines += _plant_ladder(ladder)
     if sweep is not None and len(sweep):
         sweep = sweep if "source" in sweep else sweep.assign(source="oracle LM")
         for (src, target), g in sweep.sort_values("noise").groupby(["source", "target"], sort=False):

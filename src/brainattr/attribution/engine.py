@@ -13,7 +13,7 @@ from ..cache import log_stage
 from ..lm import check_context_fits, layer_states, with_precision
 from .batch import collate, make_instance, tokenized_text
 from .head import head_for, tr_features_from_states
-from .methods import gradient_x_input, integrated_gradients, is_out_of_memory
+from .methods import gradient_x_activation, gradient_x_input, integrated_gradients, is_out_of_memory
 from .settings import CPU_BATCH_SIZE, AttributionSettings
 from .targets import target_name
 from .windows import select_windows, tr_window, voxel_mask
@@ -213,8 +213,9 @@ def compute_attributions(lm, datasets, encodings, layer, trs, settings=Attributi
             try:
                 for method in methods:
                     started = time.perf_counter()
-                    if method == "gxi":
-                        attrs, values = gradient_x_input(lm, layer, head, batch, measured, targets)
+                    if method in ("gxi", "gxa"):
+                        grad_x = gradient_x_input if method == "gxi" else gradient_x_activation
+                        attrs, values = grad_x(lm, layer, head, batch, measured, targets)
                         base = {t: None for t in targets}
                     else:
                         attrs, values, base = integrated_gradients(lm, layer, head, batch, measured, targets,

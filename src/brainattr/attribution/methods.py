@@ -1,4 +1,11 @@
-"""Gradient x Input and Integrated Gradients on the window's input embeddings (one backward per method)."""
+"""Gradient x Input and Integrated Gradients on the window's input embeddings, Gradient x Activation on layer L's states.
+
+Gradient x Activation (captum's ``LayerGradientXActivation``) differentiates the targets with
+respect to the states of layer L, the ones the BA head reads, instead of the input embeddings:
+it skips the way back through blocks 1..L. For BA's linear head it is each token's own term of the
+head, ``h_t / sd / n @ W_d`` weighed by the target's gradient, so comparing it with Gradient x
+Input says how much of an attribution the backward pass through the LM changes.
+"""
 from __future__ import annotations
 
 import warnings
@@ -6,6 +13,7 @@ import warnings
 import numpy as np
 import torch
 
+from ..lm import layer_states
 from .settings import IG_BASELINES
 from .targets import compute_targets, widen
 
@@ -64,6 +72,24 @@ def gradient_x_input(lm, layer, head, batch, measured, tasks):
     grads = input_gradients(targets, emb, lm.name)
     x = widen(emb.detach()) * batch["attr"][..., None]
     attrs = {t: (widen(grads[t]) * x).sum(-1) for t in tasks}  # (batch, n) or (n_subjects, batch, n)
+    return attrs, {t: v.detach() for t, v in targets.items()}
+
+
+def gradient_x_activation(lm, layer, head, batch, measured, tasks):
+    """Gradient x Activation at layer L: the targets' gradients w.r.t. layer L's states, times the states.
+
+    Token scores of shape (batch, n) or (n_subjects, batch, n), as :func:`gradient_x_input`'s;
+    tokens outside the window score 0. A final-readout NWP target is refused (it needs the blocks
+    past L, see :func:`brainattr.attribution.targets.compute_targets`).
+    """
+    emb = lm.model.get_input_embeddings()(batch["ids"])
+    with torch.no_grad():
+        states = layer_states(lm.model, [layer], inputs_embeds=emb, attention_mask=batch["mask"])[layer]
+    states = widen(states).detach().requires_grad_(True)
+    targets = compute_targets(lm, layer, head, emb, batch, measured, tasks, states=states)
+    grads = input_gradients(targets, states, lm.name)
+    x = states.detach() * batch["attr"][..., None]
+    attrs = {t: (widen(grads[t]) * x).sum(-1) for t in tasks}
     return attrs, {t: v.detach() for t, v in targets.items()}
 
 

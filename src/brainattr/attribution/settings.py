@@ -10,8 +10,9 @@ from ..trs import TR_FEATURES
 
 #: Attribution targets: brain alignment (MSE of the encoding head) and next-word prediction.
 TASKS = ("ba", "nwp")
-#: Attribution methods: Gradient x Input and Integrated Gradients.
-METHODS = ("gxi", "ig")
+#: Attribution methods: Gradient x Input and Integrated Gradients (the input embeddings), Gradient x
+#: Activation (layer L's states, the ones the BA head reads; chapter 3's diagnosis).
+METHODS = ("gxi", "ig", "gxa")
 #: IG baselines: the all-zero embedding (the paper's), or the padding / end-of-text token's embedding.
 IG_BASELINES = ("zero", "pad", "eos")
 #: How the NWP target is read out at layer L: the whole model's loss ("final", the paper's; the same at
@@ -36,8 +37,9 @@ class AttributionSettings:
     pooling : {"last", "mean"}
         How a word's tokens are pooled; must match the encoding model's features.
     tasks : tuple of {"ba", "nwp"}
-    methods : tuple of {"gxi", "ig"}
-        Gradient x Input, Integrated Gradients.
+    methods : tuple of {"gxi", "ig", "gxa"}
+        Gradient x Input, Integrated Gradients, Gradient x Activation at layer L (no final-readout
+        NWP: it runs the blocks past L).
     voxel_set : str or array of bool, shape (n_voxels,)
         Voxels whose MSE is the BA target (see :func:`brainattr.attribution.voxel_mask`).
     ig_steps : int
@@ -90,7 +92,10 @@ class AttributionSettings:
         for m in self.methods:
             if m not in METHODS:
                 raise ValueError(f"methods: unknown method {m!r}; use one of {METHODS} (Gradient x Input, "
-                                 "Integrated Gradients).")
+                                 "Integrated Gradients, Gradient x Activation at layer L).")
+        if "gxa" in self.methods and "nwp" in self.tasks and self.nwp_readout == "final":
+            raise ValueError("methods: 'gxa' attributes layer L's states, and NWP read out by the final layers runs "
+                             "the blocks past L; attribute tasks=('ba',), or NWP with nwp_readout='logit_lens'.")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling: unknown pooling {self.pooling!r}; use 'last' or 'mean'.")
         if self.nwp_readout not in NWP_READOUTS:

@@ -110,7 +110,7 @@ def widen(x):
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def compute_targets(lm, layer, head, embeds, batch, measured, tasks, nwp_readout="final"):
+def compute_targets(lm, layer, head, embeds, batch, measured, tasks, nwp_readout="final", states=None):
     """Per-instance scalar targets for the requested tasks.
 
     ``head`` and ``measured`` are one subject's (a :class:`BAHead` and a tensor of shape
@@ -122,13 +122,21 @@ def compute_targets(lm, layer, head, embeds, batch, measured, tasks, nwp_readout
     that pass ``tasks`` through (GxI, IG) ask for the logit lens. Without a final-readout NWP, only
     blocks 1..L run, once for every target.
 
+    ``states`` (tensor of shape (batch, n_tokens, hidden)), when given, are layer L's states: the
+    LM does not run and the targets read them (what Gradient × Activation differentiates); a
+    final-readout NWP, which needs the blocks past L, is then refused.
+
     Returns
     -------
     dict task -> tensor of shape (batch,), or (n_subjects, batch) for ``"ba"`` with lists
     """
     parsed = {t: _split_target(target_name(t, nwp_readout) if t == "nwp" else t) for t in tasks}
     out = {}
-    if any(p == ("nwp", "final") for p in parsed.values()):
+    if states is not None:
+        if any(p == ("nwp", "final") for p in parsed.values()):
+            raise ValueError("NWP read out by the final layers runs the blocks past layer L, so it cannot be "
+                             "computed from layer L's states; use nwp_readout='logit_lens' or tasks=('ba',).")
+    elif any(p == ("nwp", "final") for p in parsed.values()):
         states, final = full_forward(lm.model, layer, embeds, batch["mask"])
     elif parsed:
         states = layer_states(lm.model, [layer], inputs_embeds=embeds, attention_mask=batch["mask"])[layer]

@@ -181,14 +181,14 @@ class Contributions(NamedTuple):
 
 def _windows(sim: SimulatedSubject, trs):
     """Per TR, the word range [start, stop) that can contribute, and the last word shown by then."""
-    H = sim.hrf_matrix
+    H, P = sim.hrf_matrix, sim.plant_matrix
     runs = sim.stimulus.word_runs
     w_max = sim.kernels.shape[0]
     run_start = np.searchsorted(runs, runs, side="left")
     last_shown = np.searchsorted(sim.stimulus.word_trs, trs, side="right") - 1
     out = []
     for t in trs:
-        cols = H.indices[H.indptr[t]:H.indptr[t + 1]]
+        cols = np.concatenate([M.indices[M.indptr[t]:M.indptr[t + 1]] for M in (H, P)])
         if cols.size == 0:
             out.append((0, 0))
             continue
@@ -290,6 +290,7 @@ def _collect(sim, trs, vox, reduce, scale=None, chunk_bytes: float = 64e6) -> Co
     H, runs, n_words = sim.hrf_matrix, sim.stimulus.word_runs, sim.stimulus.n_words
     src, average = _sources(sim, vox)
     K = sim.kernels[:, src]
+    plant = sim.planted_columns[src]                       # read through the plant's matrix, not the HRF
     w_max = K.shape[0]
     first = int(word_index[valid].min(initial=0))
     last = int(word_index[valid].max(initial=-1)) + 1
@@ -307,6 +308,9 @@ def _collect(sim, trs, vox, reduce, scale=None, chunk_bytes: float = 64e6) -> Co
         Hc = H[trs[rows]].toarray()                         # (chunk, n_words)
         A = np.where(ok, np.take_along_axis(Hc, ahead.reshape(len(j), -1), axis=1).reshape(ahead.shape), 0.0)
         G = (A.reshape(-1, w_max) @ K).reshape(len(j), width, src.size)
+        if plant.any():                                     # window 1: word j's own entry of its TR's row
+            Pc = sim.plant_matrix[trs[rows]].toarray()
+            G[..., plant] = np.where(valid[rows], np.take_along_axis(Pc, jj, axis=1), 0.0)[..., None]
         if last > first:  # padding rows have A = 0, so any drive row will do for them
             G *= drive[np.clip(jj - first, 0, last - first - 1)]
         if average is not None:                             # parcels: the mean of their member voxels

@@ -18,7 +18,10 @@ of voxel ``v`` at TR ``t`` is exactly a sum of per-word contributions::
     c[t, j, v] = drive[j, v] * sum_m H[t, j + m] * k_v(m)
 
 Here ``H`` is the word-to-TR HRF-sampling matrix (:func:`hrf_sampling_matrix`) and ``k_v`` the
-integration kernel. :mod:`brainattr.data.ground_truth` computes ``c`` on demand for chosen TRs
+integration kernel. The few **sparse-plant** voxels (``plant_share``) read character mentions
+through :func:`plant_sampling_matrix` instead of ``H``: the HRF cut to the encoder's 4 delays,
+on per-TR word averages, the encoding model's own form, so an encoder with the right features
+can hold them exactly. :mod:`brainattr.data.ground_truth` computes ``c`` on demand for chosen TRs
 and scores attribution methods against its L2 norm over voxels.
 
 Voxels are real MNI positions labelled with the Harvard-Oxford atlas (:mod:`brainattr.data.atlas`):
@@ -50,6 +53,7 @@ import scipy.sparse
 
 from ..metrics import pearson_r
 from ..schema import DataError, Dataset, Stimulus, drop_bad_voxels
+from ..trs import DELAYS
 from .atlas import sample_atlas_rows, voxel_table
 from .builtin import load_builtin_stimulus
 from .wordnet import wordnet_vectors
@@ -253,6 +257,65 @@ def hrf_sampling_matrix(stimulus: Stimulus, sample_offset: float = 0.5, hrf_leng
     return H
 
 
+_PLANT_CACHE: OrderedDict = OrderedDict()
+
+
+def plant_sampling_matrix(stimulus: Stimulus, delays=DELAYS, hrf_length: float = 32.0,
+                          dt: float = 0.1) -> scipy.sparse.csr_matrix:
+    """Word-to-TR matrix of the sparse plant: the HRF cut to the encoder's delays, on per-TR word averages.
+
+    ``P[t, j] = g_d / n`` for each of the ``n`` words shown during TR ``t - d`` of the same run
+    (``Stimulus.word_trs``), for each delay ``d`` in ``delays``, with ``g_d`` the Glover HRF at
+    ``d * tr`` seconds (scaled to a largest gain of 1). It is the encoding model's own form: the
+    per-TR averaging of its features (:func:`brainattr.trs.word_tr_weights`, ``"average"``) at its
+    delays with fixed weights. A voxel read through it lies in the encoder's model class, so which
+    words drive it is knowable from the right features; one read through the full HRF
+    (:func:`hrf_sampling_matrix`) is also driven by words past the last delay and by the HRF's
+    undershoot, which no encoder of 4 delays sees.
+
+    Parameters
+    ----------
+    stimulus : Stimulus
+    delays : sequence of int
+        In TRs (default :data:`brainattr.trs.DELAYS`).
+    hrf_length, dt : float
+        See :func:`hrf_sampling_matrix`.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix of float64, shape (n_trs, n_words)
+        Cached per stimulus and settings (treat as read-only).
+    """
+    delays = tuple(int(d) for d in delays)
+    key = (stimulus.fingerprint, delays, float(hrf_length), float(dt))
+    if key in _PLANT_CACHE:
+        _PLANT_CACHE.move_to_end(key)
+        return _PLANT_CACHE[key]
+    hrf = _glover(dt, hrf_length)
+    gains = np.interp(np.asarray(delays, dtype=float) * stimulus.tr, dt * np.arange(hrf.size), hrf, left=0.0,
+                      right=0.0)
+    if not len(delays) or not gains.max() > 0:
+        raise ValueError(f"plant_delays {list(delays)} reach no part of the HRF at a TR of {stimulus.tr} s; use "
+                         f"the encoder's delays {list(DELAYS)}.")
+    word_trs = np.asarray(stimulus.word_trs)
+    shown = np.flatnonzero(word_trs >= 0)
+    counts = np.bincount(word_trs[shown], minlength=stimulus.n_trs)
+    rows, cols, vals = [], [], []
+    for d, gain in zip(delays, gains / gains.max()):
+        r = word_trs[shown] + d
+        ok = r < stimulus.n_trs
+        c, r = shown[ok], r[ok]
+        ok = stimulus.tr_runs[r] == stimulus.word_runs[c]          # a run is a separate scan
+        rows.append(r[ok]), cols.append(c[ok]), vals.append(gain / counts[word_trs[c[ok]]])
+    P = scipy.sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                                shape=(stimulus.n_trs, stimulus.n_words))   # duplicates (two delays) add up
+    P.eliminate_zeros()
+    _PLANT_CACHE[key] = P
+    if len(_PLANT_CACHE) > 4:
+        _PLANT_CACHE.popitem(last=False)
+    return P
+
+
 # --------------------------------------------------------------------------------------------
 # Simulation
 # --------------------------------------------------------------------------------------------
@@ -338,6 +401,17 @@ class SimulatedSubject:
     def n_voxels(self) -> int:
         return self.clean.shape[1]
 
+    @property
+    def plant_matrix(self) -> scipy.sparse.csr_matrix:
+        """:func:`plant_sampling_matrix` of the stimulus with the simulation's settings, (n_trs, n_words)."""
+        p = self.params
+        return plant_sampling_matrix(self.stimulus, p.get("plant_delays", DELAYS), p["hrf_length"], p["dt"])
+
+    @property
+    def planted_columns(self) -> np.ndarray:
+        """Which columns of ``weights`` and ``kernels`` are sparse-plant voxels, bool of shape (n_columns,)."""
+        return np.any(self.weights[self.driver_groups == "plant"] != 0, axis=0)
+
     def select_voxels(self, voxels) -> "SimulatedSubject":
         """A copy restricted to ``voxels`` (int indices or bool mask of shape (n_voxels,))."""
         _, mask = ordered_selection(voxels, self.n_voxels)
@@ -348,7 +422,8 @@ class SimulatedSubject:
 def simulate(stimulus: Stimulus, subject: str = "sub-01", seed: int = 0, n_language: int = 1000,
              n_control: int = 500, noise: float = 5.0, snr_spread: float = 0.8, ar1: float = 0.3,
              max_window: int = 20, kernel: str = "exponential", semantic_dim: int = 16,
-             semantics: str = "wordnet", plant_share: float = 0.05, sample_offset: float = 0.5,
+             semantics: str = "wordnet", plant_share: float = 0.05, plant_delays=DELAYS,
+             sample_offset: float = 0.5,
              hrf_length: float = 32.0, dt: float = 0.1) -> SimulatedSubject:
     """Simulate one subject reading ``stimulus``, keeping the ground-truth state.
 
@@ -384,9 +459,12 @@ def simulate(stimulus: Stimulus, subject: str = "sub-01", seed: int = 0, n_langu
     plant_share : float
         Share of the language voxels that form the **sparse plant**: voxels driven only by
         mentions of characters (``is_character``, not centred, so every other word contributes
-        exactly zero), with no integration (window 1), at the HRF's lag. Their truth is a known,
-        sparse set of words per TR, which precision@k scores (chapter 3). They keep their ROI and
-        count among the language voxels.
+        exactly zero), with no integration (window 1), through the HRF cut to ``plant_delays``
+        (:func:`plant_sampling_matrix`) rather than the full HRF, so they lie in the encoding
+        model's class. Their truth is a known, sparse set of words per TR, which precision@k
+        scores (chapter 3). They keep their ROI and count among the language voxels.
+    plant_delays : sequence of int
+        The TRs back that the plant reads (default: the encoder's, :data:`brainattr.trs.DELAYS`).
     sample_offset, hrf_length, dt : float
         See :func:`hrf_sampling_matrix`.
 
@@ -411,10 +489,15 @@ def simulate(stimulus: Stimulus, subject: str = "sub-01", seed: int = 0, n_langu
         raise ValueError(f"max_window must be at least 1 word, got {max_window!r}.")
     if not 0 <= plant_share < 1:
         raise ValueError(f"plant_share must be in [0, 1), got {plant_share!r}.")
+    plant_delays = [int(d) for d in np.atleast_1d(plant_delays)]
+    if not plant_delays or min(plant_delays) < 0:
+        raise ValueError(f"plant_delays must be TRs back, at least 0, got {plant_delays!r}; the encoder's are "
+                         f"{list(DELAYS)}, which keep the plant in its model class.")
     params = dict(subject=str(subject), seed=int(seed), n_language=int(n_language), n_control=int(n_control),
                   noise=float(noise), snr_spread=float(snr_spread), ar1=float(ar1), max_window=int(max_window),
                   kernel=kernel, semantic_dim=int(semantic_dim), semantics=semantics, plant_share=float(plant_share),
-                  sample_offset=float(sample_offset), hrf_length=float(hrf_length), dt=float(dt))
+                  plant_delays=plant_delays, sample_offset=float(sample_offset), hrf_length=float(hrf_length),
+                  dt=float(dt))
     groups = word_drivers(stimulus, seed=seed, semantic_dim=semantic_dim, semantics=semantics)
     H = hrf_sampling_matrix(stimulus, sample_offset, hrf_length, dt)
     subject_seed = stable_seed("subject", seed, subject)
@@ -436,7 +519,10 @@ def simulate(stimulus: Stimulus, subject: str = "sub-01", seed: int = 0, n_langu
     drivers = np.hstack([groups[n].to_numpy() for n in DRIVER_GROUPS] + [character[:, None]])
     weights = np.vstack([_driver_weights(rng, groups, mix), plant[None, :].astype(float)])
     kernels = _integration_kernels(windows, max_window, kernel)
-    clean = H @ _integrate(drivers @ weights, kernels, stimulus.word_runs)
+    drive = drivers @ weights
+    clean = H @ _integrate(drive, kernels, stimulus.word_runs)
+    # the plant reads per-TR word averages at the encoder's delays (window 1): its own form, see plant_share
+    clean[:, plant] = plant_sampling_matrix(stimulus, plant_delays, hrf_length, dt) @ drive[:, plant]
     # scale the weights, not only the signal, so contributions recomputed from them stay exact
     amplitude = np.zeros(n_vox)
     amplitude[:n_lang] = np.exp(snr_spread * rng.standard_normal(n_lang))

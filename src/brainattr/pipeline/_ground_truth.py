@@ -65,43 +65,54 @@ def has_plant(dataset) -> bool:
 
 
 def ground_truth_targets(datasets, encodings, settings=AttributionSettings(), clean_subject=0):
-    """The extra BA targets of chapter 3's ground-truth checks, as subjects of one attribution call.
+    """The extra BA attributions of chapter 3's ground-truth checks, as attribution calls.
 
-    Every subject's sparse-plant view (:func:`plant_views`) and one subject's BA target taken
-    against the clean signal instead of its measured response
-    (:func:`brainattr.oracle.clean_target_dataset`): :func:`ground_truth_attributions` attributes
-    them, and a sweep's jobs write the same tables as parts. Subjects without sparse-plant voxels
+    Two calls, each a list of subjects for one :func:`brainattr.attribution.attribute` (the LM
+    runs once per batch of each):
+
+    - **BA GxI** of one subject's target taken against its clean signal instead of its measured
+      response (:func:`brainattr.oracle.clean_target_dataset`), and of every subject's sparse-plant
+      view (:func:`plant_views`);
+    - **BA Gradient × Activation** at layer L (``"gxa"``: the head's own per-word terms, no way
+      back through the LM) of that subject and of the same sparse-plant views: the ladder's rung
+      that tells the LM's features from the backward pass through it.
+
+    A sweep's jobs write the same tables as parts. Subjects without sparse-plant voxels
     (:func:`has_plant`: parcel Datasets, whose parcels average the plant voxels with others) get
     no view.
 
     Returns
     -------
-    (datasets, encodings, settings)
-        The clean-target subject first, then the views; their encoding models; ``settings`` for
-        BA GxI alone.
+    list of (kind, datasets, encodings, settings)
+        ``kind`` names the first subject's target (``"clean"`` for the GxI call, ``"measured"`` for
+        the Gradient × Activation one); the plant views follow it.
     """
     planted = [k for k, ds in enumerate(datasets) if has_plant(ds)]
     views, view_encs = plant_views([datasets[k] for k in planted], [encodings[k] for k in planted])
-    return ([clean_target_dataset(datasets[clean_subject])] + views, [encodings[clean_subject]] + view_encs,
-            settings.replace(tasks=("ba",), methods=("gxi",)))
+    first, enc = datasets[clean_subject], encodings[clean_subject]
+    ba = settings.replace(tasks=("ba",))
+    return [("clean", [clean_target_dataset(first)] + views, [enc] + view_encs, ba.replace(methods=("gxi",))),
+            ("measured", [first] + views, [enc] + view_encs, ba.replace(methods=("gxa",)))]
 
 
 def ground_truth_attributions(lm, datasets, encodings, layer, trs, settings=AttributionSettings(), clean_subject=0):
-    """The extra BA attributions of chapter 3's ground-truth checks (:func:`ground_truth_targets`), in one pass.
-
-    They ride as extra "subjects" of one :func:`brainattr.attribution.attribute` call: the
-    language model runs once per batch, each extra target costs one backward pass.
+    """The extra BA attributions of chapter 3's ground-truth checks (:func:`ground_truth_targets`).
 
     Returns
     -------
     dict
-        ``("plant", subject)`` -> table for every subject with sparse-plant voxels (:func:`has_plant`),
-        ``("clean", subject)`` -> table for ``datasets[clean_subject]``.
+        ``(kind, method, subject)`` -> table: ``("clean", "gxi", s)`` for ``datasets[clean_subject]``
+        against its clean signal; ``("measured", "gxa", s)`` for it against its measured response;
+        ``("plant", method, s)`` for every subject with sparse-plant voxels (:func:`has_plant`),
+        both methods.
     """
-    targets, target_encs, ba_gxi = ground_truth_targets(datasets, encodings, settings, clean_subject)
-    out = attribute(lm, targets, target_encs, layer, ba_gxi, trs=trs)
-    tables = {("clean", targets[0].subject): out[0][("ba", "gxi")].to_pandas()}
-    tables.update({("plant", v.subject): o[("ba", "gxi")].to_pandas() for v, o in zip(targets[1:], out[1:])})
+    tables = {}
+    for kind, targets, target_encs, ba in ground_truth_targets(datasets, encodings, settings, clean_subject):
+        method, = ba.methods
+        out = attribute(lm, targets, target_encs, layer, ba, trs=trs)
+        tables[(kind, method, targets[0].subject)] = out[0][("ba", method)].to_pandas()
+        tables.update({("plant", method, v.subject): o[("ba", method)].to_pandas()
+                       for v, o in zip(targets[1:], out[1:])})
     return tables
 
 
@@ -135,25 +146,32 @@ def recovery_table(sources, truths, plant_sources=None, plant_truths=None, how="
 #: against its own truth: attributed through its generating head (the positive control), then through a refit.
 POSITIVE_CONTROL = "0a. positive control: in-model subject, its generating head, prediction"
 IN_MODEL_REFIT = "0b. in-model subject, oracle refit (inner-CV penalties), prediction"
+#: Features ``"lm_layer"``: the LM's layer-L states attributed by Gradient × Activation (no way back through
+#: the LM); ``"lm"``: its input embeddings by Gradient × Input, the paper's method.
 LADDER = (
     ("i. oracle LM, fit on clean signal, prediction", "oracle", "clean", "prediction"),
     ("ii. oracle LM, fit on measured, prediction", "oracle", "measured", "prediction"),
     ("iii. oracle LM, fit on measured, MSE vs clean", "oracle", "measured", "mse_clean"),
     ("iv. oracle LM, fit on measured, MSE vs measured", "oracle", "measured", "mse_measured"),
-    ("v. the LM, fit on measured, MSE vs clean", "lm", "measured", "mse_clean"),
-    ("vi. the LM, fit on measured, MSE vs measured (the pipeline)", "lm", "measured", "mse_measured"),
+    ("v. the LM's layer-L states (Gradient × Activation), MSE vs measured", "lm_layer", "measured", "mse_measured"),
+    ("vi. the LM, fit on measured, MSE vs clean", "lm", "measured", "mse_clean"),
+    ("vii. the LM, fit on measured, MSE vs measured (the pipeline)", "lm", "measured", "mse_measured"),
 )
+#: The rungs scored on the sparse plant too (precision@k): the measured fits' prediction and MSE, the LM's two methods.
+PLANT_RUNGS = (LADDER[1][0], LADDER[3][0], LADDER[4][0], LADDER[6][0])
 
 
 def oracle_ladder(dataset, lm_table, lm_clean_table, trs, settings=AttributionSettings(), inner_folds=5,
-                  ig_table=None, lm_plant_table=None, n_boot=1000, seed=0):
+                  ig_table=None, lm_plant_table=None, gxa_table=None, gxa_plant_table=None, n_boot=1000, seed=0):
     """Chapter 3's ladder for one subject: where recovery of the planted words is lost.
 
     Rungs (:data:`LADDER`) go from an oracle language model, whose layer features are the
     simulation's own drivers (:mod:`brainattr.oracle`), fitted on the clean signal and attributing
     its prediction, down to the real pipeline: noise in the fit, the squared-error target (against
-    the clean signal, then the measured response), the LM's features. A last rung, when given, is
-    Integrated Gradients on the LM (the first-order method). Each rung is scored by
+    the clean signal, then the measured response), the LM's features (its layer-L states attributed
+    by Gradient × Activation, when given), the way back through the LM to its input embeddings (the
+    paper's Gradient × Input). A last rung, when given, is Integrated Gradients on the LM (the
+    first-order method). Each rung is scored by
     :func:`brainattr.recovery.recovery_scores` against the same truth.
 
     Parameters
@@ -172,6 +190,11 @@ def oracle_ladder(dataset, lm_table, lm_clean_table, trs, settings=AttributionSe
         The LM's BA GxI of the subject's sparse-plant view (:func:`ground_truth_attributions`): with
         it, the oracle is also fitted on the plant voxels and the oracle's measured-fit rungs and the
         pipeline's get precision@k, the positive control of that score.
+    gxa_table, gxa_plant_table : attribution tables, optional
+        The LM's BA Gradient × Activation at layer L, against the measured response, of the subject
+        and of its sparse-plant view (:func:`ground_truth_attributions`): the rung between the
+        oracle's features and the LM's (the LM's features, without the way back through the LM).
+        Without them that rung is left out.
     n_boot, seed
 
     Returns
@@ -183,11 +206,13 @@ def oracle_ladder(dataset, lm_table, lm_clean_table, trs, settings=AttributionSe
     rows = lm_table[lm_table["tr"].isin(trs)]
     fits = {fit_on: fit_oracle(dataset, voxels, fit_on, inner_folds) for fit_on in ("clean", "measured")}
     oracle = {fit_on: oracle_tables(dataset, enc, voxels, rows) for fit_on, enc in fits.items()}
-    lm = {"mse_measured": rows, "mse_clean": lm_clean_table[lm_clean_table["tr"].isin(trs)]}
-    tables = {label: (oracle[fit_on][target] if features == "oracle" else lm[target])
-              for label, features, fit_on, target in LADDER}
+    lm = {("lm", "mse_measured"): rows, ("lm", "mse_clean"): lm_clean_table[lm_clean_table["tr"].isin(trs)]}
+    if gxa_table is not None:
+        lm[("lm_layer", "mse_measured")] = gxa_table[gxa_table["tr"].isin(trs)]
+    tables = {label: (oracle[fit_on][target] if features == "oracle" else lm[(features, target)])
+              for label, features, fit_on, target in LADDER if features == "oracle" or (features, target) in lm}
     if ig_table is not None and len(ig_table):
-        tables["vii. the LM, Integrated Gradients, MSE vs measured"] = ig_table
+        tables["viii. the LM, Integrated Gradients, MSE vs measured"] = ig_table
     truth = truth_tables([dataset], trs, settings)[dataset.subject]
     # rungs 0: a subject the oracle's own model class generates, attributed through its generating
     # head (the positive control) and through a refit of the oracle (the fit's own loss)
@@ -202,8 +227,9 @@ def oracle_ladder(dataset, lm_table, lm_clean_table, trs, settings=AttributionSe
         view, plant_voxels = dataset.select_voxels(plant_mask), np.flatnonzero(plant_mask)
         plant_fit = fit_oracle(dataset, plant_voxels, "measured", inner_folds)
         on_plant = oracle_tables(dataset, plant_fit, plant_voxels, rows, ("prediction", "mse_measured"))
-        plant = {LADDER[1][0]: on_plant["prediction"], LADDER[3][0]: on_plant["mse_measured"],
-                 LADDER[5][0]: lm_plant_table[lm_plant_table["tr"].isin(trs)]}
+        on_lm = (lm_plant_table, gxa_plant_table if gxa_table is not None else None)
+        plant = dict(zip(PLANT_RUNGS, (on_plant["prediction"], on_plant["mse_measured"]) + on_lm))
+        plant = {label: t[t["tr"].isin(trs)] for label, t in plant.items() if t is not None}
         plant_truth = {dataset.subject: truth_tables([view], trs, settings)[dataset.subject]}
     s = dataset.subject
     scored = {label: recovery_scores({s: t}, {s: in_model_truth_table}, n_boot=n_boot, seed=seed)

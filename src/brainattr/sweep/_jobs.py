@@ -63,8 +63,8 @@ def run_stage_b(settings, job, planned_trs) -> None:
     :func:`brainattr.pipeline.gxi_and_ig` re-attributes, IG of the first subject on the chunk's
     share of its ``ig_trs`` TRs, and, for simulated subjects, the extra BA targets of chapter 3's
     ground-truth checks (:func:`brainattr.pipeline.ground_truth_attributions`: every subject's
-    sparse-plant view, the first subject against its clean signal), so that chapter reads them
-    from the cache too. A model other than the primary one is attributed as chapter 4
+    sparse-plant view, the first subject against its clean signal, and the Gradient × Activation
+    rung), so that chapter reads them from the cache too. A model other than the primary one is attributed as chapter 4
     attributes it: its own TRs (``other_model_trs``), no layers by hand, the logit lens only with
     ``other_model_lens``, no IG.
 
@@ -127,8 +127,8 @@ def _ground_truth_parts(lm, data, encodings, layer, settings, trs):
     from ..attribution.store import attribute_parts
     from ..pipeline import ground_truth_targets
 
-    targets, target_encodings, ba_gxi = ground_truth_targets(data, encodings, settings)
-    attribute_parts(lm, targets, target_encodings, layer, ba_gxi, trs=trs, progress=False)
+    for _, targets, target_encodings, ba in ground_truth_targets(data, encodings, settings):
+        attribute_parts(lm, targets, target_encodings, layer, ba, trs=trs, progress=False)
 
 
 def run_stage_c(job, folder, notebooks) -> dict:
