@@ -201,3 +201,26 @@ def test_wordnet_labels_follow_the_wordnet_folder(monkeypatch, tmp_path):
     monkeypatch.setenv(W.WORDNET_ENV, str(tmp_path))
     with pytest.raises(DataError, match="wordnet-base"):
         W.wordnet_categories("dog", "NOUN")
+
+
+def test_the_ladder_puts_each_plant_table_on_its_rung(ds):
+    """The pipeline's and Gradient x Activation's plant tables are scored on their own rungs, not swapped."""
+    from brainattr.attribution import AttributionSettings
+    from brainattr.pipeline import LADDER, oracle_ladder, truth_tables
+
+    lang = np.flatnonzero(ds.voxel_is_language)
+    fit = O.fit_oracle(ds, lang, "measured", inner_folds=3)
+    trs = evenly_spaced(np.concatenate([np.asarray(t) for t in fit.test_trs]), 24)
+    settings = AttributionSettings()
+    truth = truth_tables([ds], trs, settings)[ds.subject]
+    lm = _rows(truth).assign(attribution=truth["contribution"], abs_attribution=truth["contribution"])
+    plant_truth = truth_tables([ds.select_voxels(ds.meta["voxel_plant"])], trs, settings)[ds.subject]
+    knows = lm.drop(columns=["attribution", "abs_attribution"]).merge(
+        plant_truth[["tr", "word_index", "contribution"]], on=["tr", "word_index"], how="left").fillna(0.0)
+    knows = knows.assign(attribution=knows.pop("contribution"), abs_attribution=lambda d: d["attribution"])
+    blind = knows.assign(attribution=0.0, abs_attribution=0.0)
+    ladder, _ = oracle_ladder(ds, lm, lm, trs, settings, inner_folds=3, lm_plant_table=knows, gxa_table=lm,
+                              gxa_plant_table=blind, n_boot=20)
+    precision = ladder.xs("precision_at_k", level="score")["estimate"]
+    assert precision[LADDER[6][0]] == 1.0                       # the pipeline's table knows the plant
+    assert precision[LADDER[4][0]] < 0.5                        # Gradient x Activation's is blind

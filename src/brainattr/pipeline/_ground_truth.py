@@ -227,8 +227,8 @@ def oracle_ladder(dataset, lm_table, lm_clean_table, trs, settings=AttributionSe
         view, plant_voxels = dataset.select_voxels(plant_mask), np.flatnonzero(plant_mask)
         plant_fit = fit_oracle(dataset, plant_voxels, "measured", inner_folds)
         on_plant = oracle_tables(dataset, plant_fit, plant_voxels, rows, ("prediction", "mse_measured"))
-        on_lm = (lm_plant_table, gxa_plant_table if gxa_table is not None else None)
-        plant = dict(zip(PLANT_RUNGS, (on_plant["prediction"], on_plant["mse_measured"]) + on_lm))
+        plant = dict(zip(PLANT_RUNGS, (on_plant["prediction"], on_plant["mse_measured"], gxa_plant_table,
+                                       lm_plant_table)))
         plant = {label: t[t["tr"].isin(trs)] for label, t in plant.items() if t is not None}
         plant_truth = {dataset.subject: truth_tables([view], trs, settings)[dataset.subject]}
     s = dataset.subject

@@ -64,9 +64,9 @@ def run_stage_b(settings, job, planned_trs) -> None:
     share of its ``ig_trs`` TRs, and, for simulated subjects, the extra BA targets of chapter 3's
     ground-truth checks (:func:`brainattr.pipeline.ground_truth_attributions`: every subject's
     sparse-plant view, the first subject against its clean signal, and the Gradient × Activation
-    rung), so that chapter reads them from the cache too. A model other than the primary one is attributed as chapter 4
-    attributes it: its own TRs (``other_model_trs``), no layers by hand, the logit lens only with
-    ``other_model_lens``, no IG.
+    rung), so that chapter reads them from the cache too. A model other than the primary one is
+    attributed as chapter 4 attributes it: its own TRs (``other_model_trs``), no layers by hand,
+    the logit lens only with ``other_model_lens``, no IG.
 
     Parameters
     ----------
