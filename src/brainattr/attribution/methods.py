@@ -1,4 +1,4 @@
-"""Gradient x Input and Integrated Gradients on the window's input embeddings, Gradient x Activation on layer L's states.
+"""Gradient x Input and Integrated Gradients on the input embeddings, Gradient x Activation on layer L's states.
 
 Gradient x Activation (captum's ``LayerGradientXActivation``) differentiates the targets with
 respect to the states of layer L, the ones the BA head reads, instead of the input embeddings:
@@ -82,8 +82,8 @@ def gradient_x_activation(lm, layer, head, batch, measured, tasks):
     tokens outside the window score 0. A final-readout NWP target is refused (it needs the blocks
     past L, see :func:`brainattr.attribution.targets.compute_targets`).
     """
-    emb = lm.model.get_input_embeddings()(batch["ids"])
-    with torch.no_grad():
+    with torch.no_grad():   # nothing before layer L is differentiated
+        emb = lm.model.get_input_embeddings()(batch["ids"])
         states = layer_states(lm.model, [layer], inputs_embeds=emb, attention_mask=batch["mask"])[layer]
     states = widen(states).detach().requires_grad_(True)
     targets = compute_targets(lm, layer, head, emb, batch, measured, tasks, states=states)

@@ -157,8 +157,6 @@ LADDER = (
     ("vi. the LM, fit on measured, MSE vs clean", "lm", "measured", "mse_clean"),
     ("vii. the LM, fit on measured, MSE vs measured (the pipeline)", "lm", "measured", "mse_measured"),
 )
-#: The rungs scored on the sparse plant too (precision@k): the measured fits' prediction and MSE, the LM's two methods.
-PLANT_RUNGS = (LADDER[1][0], LADDER[3][0], LADDER[4][0], LADDER[6][0])
 
 
 def oracle_ladder(dataset, lm_table, lm_clean_table, trs, settings=AttributionSettings(), inner_folds=5,
@@ -226,10 +224,13 @@ def oracle_ladder(dataset, lm_table, lm_clean_table, trs, settings=AttributionSe
         plant_mask = np.asarray(dataset.meta["voxel_plant"], dtype=bool)
         view, plant_voxels = dataset.select_voxels(plant_mask), np.flatnonzero(plant_mask)
         plant_fit = fit_oracle(dataset, plant_voxels, "measured", inner_folds)
-        on_plant = oracle_tables(dataset, plant_fit, plant_voxels, rows, ("prediction", "mse_measured"))
-        plant = dict(zip(PLANT_RUNGS, (on_plant["prediction"], on_plant["mse_measured"], gxa_plant_table,
-                                       lm_plant_table)))
-        plant = {label: t[t["tr"].isin(trs)] for label, t in plant.items() if t is not None}
+        oracle_plant = oracle_tables(dataset, plant_fit, plant_voxels, rows, ("prediction", "mse_measured"))
+        # the measured-fit rungs that have a plant table, matched by (features, target) as the rungs' own tables
+        on_plant = {**{("oracle", t): table for t, table in oracle_plant.items()},
+                    ("lm_layer", "mse_measured"): gxa_plant_table, ("lm", "mse_measured"): lm_plant_table}
+        plant = {label: on_plant[(features, target)] for label, features, fit_on, target in LADDER
+                 if fit_on == "measured" and on_plant.get((features, target)) is not None}
+        plant = {label: t[t["tr"].isin(trs)] for label, t in plant.items()}
         plant_truth = {dataset.subject: truth_tables([view], trs, settings)[dataset.subject]}
     s = dataset.subject
     scored = {label: recovery_scores({s: t}, {s: in_model_truth_table}, n_boot=n_boot, seed=seed)
